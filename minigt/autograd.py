@@ -1,0 +1,237 @@
+"""Define-by-run reverse-mode autograd.
+
+Each op is a `Function`: `forward` maps input arrays to an output array and saves what `backward`
+needs on `self`; `backward` maps the output's gradient to one gradient per input. Calling an op
+records its `Function` as the output's `grad_fn`, so the graph is built as the program runs.
+`backward()` walks that graph once, outputs before inputs, in an explicit loop (no recursion, so
+deep graphs cannot overflow the stack), and frees each node as it goes unless asked to keep it.
+"""
+from __future__ import annotations
+
+import contextlib
+import weakref
+
+from .backends import array_module, ensure_array
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops called now are recorded for backward."""
+    return _grad_enabled
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Turn recording on or off inside a `with` block or a decorated function."""
+
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        global _grad_enabled
+        self.previous, _grad_enabled = _grad_enabled, self.mode
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self.previous
+        return False
+
+
+class no_grad(set_grad_enabled):
+    """Ops inside do not record a graph (parameter updates, evaluation).
+
+    >>> with no_grad(): y = x * 2      # y.requires_grad is False
+    """
+
+    def __init__(self):
+        super().__init__(False)
+
+
+class enable_grad(set_grad_enabled):
+    """Re-enable recording inside a `no_grad` region."""
+
+    def __init__(self):
+        super().__init__(True)
+
+
+class Function:
+    """One recorded op. Subclasses define `forward(*arrays, **params)` and `backward(grad)`.
+
+    `backward` returns one gradient per tensor input (a tuple when there are several, or None for
+    an input that needs none), each of the *output's* broadcast shape or the input's own shape:
+    the engine sums broadcast gradients down to each input's shape (`reduce_to_shape`), so no op
+    repeats that logic.
+    """
+
+    inputs: tuple | None
+    needs_input_grad: tuple
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        """Run forward on the inputs' arrays and, when recording, link the output into the graph."""
+        from .tensor import Tensor  # tensor.py imports this module, so import late
+
+        fn = cls()
+        out = ensure_array(fn.forward(*[t.data for t in inputs], **params))
+        if _grad_enabled:
+            for t in inputs:
+                if t.requires_grad:
+                    fn.inputs = inputs
+                    fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
+                    fn.versions = tuple(t._version for t in inputs)
+                    return Tensor._make(out, True, fn)
+        return Tensor._make(out, False, None)
+
+    def forward(self, *arrays, **params):  # pragma: no cover - every op overrides it
+        raise NotImplementedError(f"{type(self).__name__} has no forward")
+
+    def backward(self, grad):  # pragma: no cover - every op overrides it
+        raise NotImplementedError(f"{type(self).__name__} has no backward")
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def parents(self):
+        """The recorded Functions whose outputs this op consumed."""
+        return [t.grad_fn for t in self.inputs if t.grad_fn is not None]
+
+    def release(self):
+        """Drop saved arrays and links so memory is freed after backward."""
+        retained = getattr(self, "retained", None)
+        vars(self).clear()
+        self.inputs = None
+        if retained is not None:
+            self.retained = retained
+
+    def __repr__(self):
+        return f"<{self.name}>"
+
+
+def reduce_to_shape(grad, shape: tuple):
+    """Sum a broadcast gradient back to `shape`.
+
+    Broadcasting may add leading axes and stretch axes of size 1, so both are summed; the size-1
+    axes are kept (keepdims) so that, e.g., LayerNorm's (B, S, 1) statistics get (B, S, 1) grads.
+    """
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
+    )
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+def _graph_in_order(root: Function) -> list:
+    """Every Function reachable from `root`, each before all of its parents (iterative DFS)."""
+    order, seen = [], {root}
+    stack = [(root, iter(_checked_parents(root)))]
+    while stack:
+        fn, pending = stack[-1]
+        for parent in pending:
+            if parent not in seen:
+                seen.add(parent)
+                stack.append((parent, iter(_checked_parents(parent))))
+                break
+        else:
+            stack.pop()
+            order.append(fn)
+    order.reverse()
+    return order
+
+
+def _checked_parents(fn: Function):
+    if fn.inputs is None:
+        raise RuntimeError(
+            f"backward through {fn.name} a second time: its saved values were freed by the first "
+            "backward(). Pass retain_graph=True to the first backward() if you need to call it again."
+        )
+    return fn.parents()
+
+
+def _accumulate_into(tensor, grad) -> None:
+    """tensor.grad += grad, creating .grad (an owned copy) on first use."""
+    from .tensor import Tensor
+
+    grad = ensure_array(grad)
+    if grad.dtype != tensor.data.dtype:
+        grad = grad.astype(tensor.data.dtype)
+    if tensor.grad is None:
+        tensor.grad = Tensor._make(grad.copy(), False, None)
+    else:
+        tensor.grad.data = tensor.grad.data + grad
+
+
+def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
+    """Accumulate d(tensor)/d(leaf) into every leaf's `.grad` (see `Tensor.backward`)."""
+    if not tensor.requires_grad:
+        raise RuntimeError(
+            "backward(): this tensor does not require grad and has no grad_fn. Create the inputs "
+            "with requires_grad=True (or call .requires_grad_()) before computing it, outside no_grad()."
+        )
+    xp_data = tensor.data
+    if gradient is None:
+        if xp_data.size != 1:
+            raise RuntimeError(
+                f"backward(): the output has shape {tuple(xp_data.shape)}; a gradient can be implied "
+                "only for a single-element output. Pass gradient=<tensor of the same shape>, "
+                "or reduce first (e.g. .sum())."
+            )
+        grad = _ones_like(xp_data)
+    else:
+        grad = getattr(gradient, "data", gradient)
+        if tuple(grad.shape) != tuple(xp_data.shape):
+            raise RuntimeError(
+                f"backward(): gradient has shape {tuple(grad.shape)} but the output has shape "
+                f"{tuple(xp_data.shape)}; they must match."
+            )
+    if tensor.grad_fn is None:
+        _accumulate_into(tensor, grad)
+        return
+
+    pending = {tensor.grad_fn: grad}
+    for fn in _graph_in_order(tensor.grad_fn):
+        grad = pending.pop(fn, None)
+        if grad is None:  # no path from the root carried a gradient here
+            continue
+        retained = getattr(fn, "retained", None)
+        if retained is not None and retained() is not None:
+            _accumulate_into(retained(), grad)
+        _check_versions(fn)
+        input_grads = fn.backward(grad)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        for t, needed, g in zip(fn.inputs, fn.needs_input_grad, input_grads):
+            if not needed or g is None:
+                continue
+            g = reduce_to_shape(g, t.data.shape)
+            if t.grad_fn is None:
+                _accumulate_into(t, g)
+            elif t.grad_fn in pending:
+                pending[t.grad_fn] = pending[t.grad_fn] + g
+            else:
+                pending[t.grad_fn] = g
+        if not retain_graph:
+            fn.release()
+
+
+def _check_versions(fn: Function) -> None:
+    for i, (t, version) in enumerate(zip(fn.inputs, fn.versions)):
+        if t._version != version:
+            raise RuntimeError(
+                f"backward through {fn.name}: its input {i} (shape {tuple(t.data.shape)}) was "
+                "modified in place after it was used. Make the change out of place "
+                "(x = x + y), or do it after backward()."
+            )
+
+
+def _ones_like(array):
+    return array_module(array).ones_like(array)
+
+
+def retain(tensor) -> None:
+    """Keep `tensor`'s gradient in `.grad` although it is not a leaf (see `Tensor.retain_grad`)."""
+    tensor.grad_fn.retained = weakref.ref(tensor)

@@ -1,0 +1,127 @@
+"""Array backends: NumPy on the CPU, CuPy on NVIDIA GPUs, behind one small interface.
+
+Everything that differs between the two lives here, so op code is written once against `xp`
+(the array module of its inputs), as in Chainer.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+try:  # CuPy is optional: without it (or without a GPU) minigt runs on NumPy alone.
+    import cupy as _cupy
+
+    _cupy.cuda.runtime.getDeviceCount()
+except Exception:  # ImportError, or CUDA present but no usable device/driver
+    _cupy = None
+
+
+ARRAY_TYPES = (np.ndarray,) if _cupy is None else (np.ndarray, _cupy.ndarray)
+
+
+def ensure_array(value):
+    """NumPy turns 0-d results into scalars (np.float32); make them 0-d arrays again."""
+    return value if isinstance(value, ARRAY_TYPES) else np.asarray(value)
+
+
+def cuda_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    return _cupy is not None
+
+
+def array_module(array):
+    """NumPy or CuPy, whichever owns `array` (NumPy for scalars and lists)."""
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return _cupy
+    return np
+
+
+def parse_device(device) -> str:
+    """Normalise 'cpu', 'cuda', 'cuda:N' (or None for the default) to 'cpu' or 'cuda:N'."""
+    if device is None:
+        device = default_device()
+    device = str(device)
+    if device == "cpu":
+        return "cpu"
+    if device == "cuda" or device.startswith("cuda:"):
+        index = device.partition(":")[2] or None
+        if not cuda_available():
+            raise RuntimeError(
+                f"device {device!r} requested but CuPy with a GPU is not available; "
+                "install minigt[gpu] on a machine with an NVIDIA GPU, or use device='cpu'"
+            )
+        if index is None:
+            index = _cupy.cuda.runtime.getDevice()
+        return f"cuda:{int(index)}"
+    raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+
+
+def default_device() -> str:
+    """The device new tensors land on: $MINIGT_DEVICE, else 'cpu'."""
+    return os.environ.get("MINIGT_DEVICE", "cpu")
+
+
+def device_of(array) -> str:
+    """'cpu' for a NumPy array, 'cuda:N' for a CuPy array on GPU N."""
+    if array_module(array) is np:
+        return "cpu"
+    return f"cuda:{array.device.id}"
+
+
+def module_for(device: str):
+    """The array module that stores arrays on `device` (already parsed)."""
+    return np if device == "cpu" else _cupy
+
+
+def to_device(array, device: str):
+    """Copy `array` to `device` ('cpu' or 'cuda:N'); returns it unchanged when already there."""
+    if device_of(array) == device:
+        return array
+    if device == "cpu":
+        return _cupy.asnumpy(array)
+    with _cupy.cuda.Device(int(device.partition(":")[2])):
+        return _cupy.asarray(array)
+
+
+def device_context(device: str):
+    """A context manager that makes `device` current for allocations (a no-op on the CPU)."""
+    if device == "cpu":
+        return _NullContext()
+    return _cupy.cuda.Device(int(device.partition(":")[2]))
+
+
+class _NullContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def scatter_add(target, index, values) -> None:
+    """target[index] += values, accumulating repeated indices (the one NumPy/CuPy difference)."""
+    if array_module(target) is np:
+        np.add.at(target, index, values)
+    else:
+        _cupy.add.at(target, index, values)  # cupyx.scatter_add in older CuPy; add.at in >= 9
+
+
+def erf(x):
+    """The error function, elementwise (NumPy has none: SciPy's when installed, else math.erf)."""
+    if array_module(x) is not np:
+        import cupyx.scipy.special
+
+        return cupyx.scipy.special.erf(x)
+    if _scipy_erf is not None:
+        return _scipy_erf(x)
+    return _math_erf(x).astype(x.dtype)
+
+
+try:
+    from scipy.special import erf as _scipy_erf
+except ImportError:  # exact but slower: one Python call per element
+    import math
+
+    _scipy_erf = None
+    _math_erf = np.frompyfunc(math.erf, 1, 1)

@@ -1,0 +1,176 @@
+"""Making tensors: from data, filled, ranges and random draws (seeded by `manual_seed`)."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .backends import array_module, device_of, device_context, module_for, parse_device, to_device
+from .tensor import Tensor
+
+float32, float64 = np.dtype("float32"), np.dtype("float64")
+float16 = np.dtype("float16")
+int32, int64 = np.dtype("int32"), np.dtype("int64")
+uint8, bool_ = np.dtype("uint8"), np.dtype("bool")
+default_float = float32
+
+_rng = np.random.default_rng(0)
+
+
+def manual_seed(seed: int) -> None:
+    """Seed every random draw minigt makes (randn, rand, init helpers, dropout)."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+def generator() -> np.random.Generator:
+    """The generator behind minigt's random draws (draws happen on the CPU, then move)."""
+    return _rng
+
+
+def _check_dtype(dtype, op: str):
+    try:
+        return np.dtype(dtype)
+    except TypeError as error:
+        raise TypeError(f"{op}: {dtype!r} is not a dtype; use e.g. minigt.float32") from error
+
+
+def as_array(data, dtype=None, device=None):
+    """An array on `device` from a tensor, array, number or (nested) list."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if array_module(data) is np:
+        try:
+            array = np.array(data)
+        except ValueError as error:
+            raise ValueError(
+                f"tensor(): could not build an array from the data ({error}); nested lists must "
+                "be rectangular, e.g. [[1, 2], [3, 4]]"
+            ) from None
+        if array.dtype.kind not in "biuf":
+            raise TypeError(
+                f"tensor(): unsupported data of dtype {array.dtype} (from {type(data).__name__}); "
+                "give numbers, nested lists of numbers, or arrays of them"
+            )
+        if dtype is None and array.dtype == float64 and not isinstance(data, np.ndarray):
+            array = array.astype(default_float)  # Python floats become float32, as in PyTorch
+    else:
+        array = data.copy()
+    if dtype is not None:
+        array = array.astype(_check_dtype(dtype, "tensor"), copy=False)
+    target = parse_device(device) if device is not None else (
+        device_of(array) if array_module(array) is not np else parse_device(None)
+    )
+    return to_device(array, target)
+
+
+def tensor(data, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
+    """A new tensor holding a copy of `data` (numbers, nested lists, arrays or tensors).
+
+    Python floats give float32, ints int64, bools bool; arrays keep their dtype.
+    >>> minigt.tensor([[1.0, 2.0]], requires_grad=True)
+    """
+    return Tensor(data, dtype=dtype, requires_grad=requires_grad, device=device)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor sharing memory with a NumPy array."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
+    return Tensor._make(array, False, None)
+
+
+def _shape(size, op: str) -> tuple:
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    if not all(isinstance(n, numbers.Integral) and n >= 0 for n in size):
+        raise ValueError(f"{op}: size must be non-negative integers, got {size}")
+    return tuple(int(n) for n in size)
+
+
+def _filled(op: str, size, fill, dtype, device, requires_grad) -> Tensor:
+    device = parse_device(device)
+    dtype = default_float if dtype is None else _check_dtype(dtype, op)
+    with device_context(device):
+        array = module_for(device).full(_shape(size, op), fill, dtype=dtype)
+    return Tensor._make(array, False, None).requires_grad_(requires_grad)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros: `zeros(2, 3)` or `zeros((2, 3))`."""
+    return _filled("zeros", size, 0, dtype, device, requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ones."""
+    return _filled("ones", size, 1, dtype, device, requires_grad)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of `size` filled with `fill_value`."""
+    if dtype is None and isinstance(fill_value, (bool, np.bool_)):
+        dtype = bool_
+    elif dtype is None and isinstance(fill_value, numbers.Integral):
+        dtype = int64
+    return _filled("full", (size,), fill_value, dtype, device, requires_grad)
+
+
+def _like(op, t: Tensor, fill, dtype, device, requires_grad):
+    return _filled(op, t.shape, fill, dtype or t.dtype, device or t.device, requires_grad)
+
+
+def zeros_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _like("zeros_like", t, 0, dtype, device, requires_grad)
+
+
+def ones_like(t: Tensor, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _like("ones_like", t, 1, dtype, device, requires_grad)
+
+
+def full_like(t: Tensor, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    return _like("full_like", t, fill_value, dtype, device, requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """Evenly spaced values in [start, end): int64 for integer arguments, float32 otherwise."""
+    if end is None:
+        start, end = 0, start
+    if step == 0:
+        raise ValueError("arange: step must be non-zero")
+    integral = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+    dtype = _check_dtype(dtype, "arange") if dtype is not None else (int64 if integral else default_float)
+    array = np.arange(start, end, step).astype(dtype)
+    return Tensor(array, device=device, requires_grad=requires_grad)
+
+
+def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """The n×m identity matrix."""
+    array = np.eye(n, m, dtype=dtype or default_float)
+    return Tensor(array, device=device, requires_grad=requires_grad)
+
+
+def _random(op, draw, size, dtype, device, requires_grad) -> Tensor:
+    dtype = default_float if dtype is None else _check_dtype(dtype, op)
+    array = draw(_shape(size, op)).astype(dtype, copy=False)
+    return Tensor(array, device=device, requires_grad=requires_grad)
+
+
+def randn(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples."""
+    return _random("randn", _rng.standard_normal, size, dtype, device, requires_grad)
+
+
+def rand(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1)."""
+    return _random("rand", _rng.random, size, dtype, device, requires_grad)
+
+
+def randint(low: int, high: int, size, dtype=None, device=None) -> Tensor:
+    """Uniform integers in [low, high)."""
+    array = _rng.integers(low, high, size=_shape((size,), "randint"))
+    return Tensor(array, dtype=dtype or int64, device=device)
+
+
+def randperm(n: int, device=None) -> Tensor:
+    """A random permutation of 0..n-1."""
+    return Tensor(_rng.permutation(n), dtype=int64, device=device)

@@ -1,0 +1,264 @@
+"""Reductions over one or more dims. `dim` may be an int, a tuple, negative or None (all dims);
+NumPy's `axis=`/`keepdims=` spellings are accepted too, so GT code runs unchanged."""
+from __future__ import annotations
+
+from collections import namedtuple
+
+from ..autograd import Function
+from ..backends import array_module
+from ..tensor import Tensor
+from .dims import keep, normalize_dim, reduction_dims
+
+
+def _regrow(g, shape, axes, keepdim):
+    """A reduced gradient reshaped so it broadcasts against the input of `shape`."""
+    if axes is None:
+        return g.reshape((1,) * len(shape))
+    if keepdim:
+        return g
+    return g.reshape(tuple(1 if i in axes else n for i, n in enumerate(shape)))
+
+
+def _reduced_shape(shape, axes) -> tuple:
+    return () if axes is None else tuple(n for i, n in enumerate(shape) if i not in axes)
+
+
+def _count(shape, axes) -> int:
+    if axes is None:
+        axes = range(len(shape))
+    n = 1
+    for a in axes:
+        n *= shape[a]
+    return n
+
+
+class Sum(Function):
+    """Σ x over axes;  dx = g broadcast back over the summed axes."""
+
+    def forward(self, x, axes=None, keepdim=False):
+        self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        return x.sum(axis=axes, keepdims=keepdim)
+
+    def backward(self, g):
+        g = _regrow(g, self.shape, self.axes, self.keepdim)
+        return array_module(g).broadcast_to(g, self.shape)
+
+
+class Mean(Function):
+    """Σ x / N over axes;  dx = g / N broadcast back."""
+
+    def forward(self, x, axes=None, keepdim=False):
+        self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        return x.mean(axis=axes, keepdims=keepdim)
+
+    def backward(self, g):
+        g = _regrow(g, self.shape, self.axes, self.keepdim) / _count(self.shape, self.axes)
+        return array_module(g).broadcast_to(g, self.shape)
+
+
+class Amax(Function):
+    """max of x over axes;  dx = g shared equally among the elements equal to the max."""
+
+    def forward(self, x, axes=None, keepdim=False, largest=True):
+        out = x.max(axis=axes, keepdims=True) if largest else x.min(axis=axes, keepdims=True)
+        hits = x == out
+        self.share = hits / hits.sum(axis=axes, keepdims=True)
+        self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        return out if keepdim else out.reshape(_reduced_shape(x.shape, axes))
+
+    def backward(self, g):
+        return _regrow(g, self.shape, self.axes, self.keepdim) * self.share
+
+
+class MaxAlongDim(Function):
+    """max of x along one dim, with its index;  dx = g at the returned index, 0 elsewhere."""
+
+    def forward(self, x, dim, keepdim=False, largest=True):
+        xp = array_module(x)
+        index = (x.argmax if largest else x.argmin)(axis=dim)
+        self.index = xp.expand_dims(index, dim)
+        self.shape, self.dim, self.keepdim = x.shape, dim, keepdim
+        values = xp.take_along_axis(x, self.index, axis=dim)
+        return values if keepdim else values.squeeze(dim)
+
+    def backward(self, g):
+        xp = array_module(g)
+        out = xp.zeros(self.shape, dtype=g.dtype)
+        g = g if self.keepdim else xp.expand_dims(g, self.dim)
+        xp.put_along_axis(out, self.index, g, axis=self.dim)
+        return out
+
+
+class Var(Function):
+    """Σ (x - mean)² / (N - correction);  dx = g * 2 (x - mean) / (N - correction)"""
+
+    def forward(self, x, axes=None, keepdim=False, correction=1):
+        self.centered = x - x.mean(axis=axes, keepdims=True)
+        self.divisor = max(_count(x.shape, axes) - correction, 0)
+        self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        squares = (self.centered * self.centered).sum(axis=axes, keepdims=keepdim)
+        return squares / self.divisor if self.divisor else squares * float("nan")
+
+    def backward(self, g):
+        return _regrow(g, self.shape, self.axes, self.keepdim) * (2 / self.divisor) * self.centered
+
+
+class LogSumExp(Function):
+    """log Σ e^x over axes (shifted by the max for stability);  dx = g * softmax(x)"""
+
+    def forward(self, x, axes=None, keepdim=False):
+        xp = array_module(x)
+        peak = x.max(axis=axes, keepdims=True)
+        peak = xp.where(xp.isfinite(peak), peak, 0)
+        exps = xp.exp(x - peak)
+        total = exps.sum(axis=axes, keepdims=True)
+        self.softmax = exps / total
+        self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
+        out = xp.log(total) + peak
+        return out if keepdim else out.reshape(_reduced_shape(x.shape, axes))
+
+    def backward(self, g):
+        return _regrow(g, self.shape, self.axes, self.keepdim) * self.softmax
+
+
+class Softmax(Function):
+    """y = e^x / Σ e^x along dim;  dx = y * (g - Σ g y)"""
+
+    def forward(self, x, dim):
+        xp = array_module(x)
+        exps = xp.exp(x - x.max(axis=dim, keepdims=True))
+        self.out, self.dim = exps / exps.sum(axis=dim, keepdims=True), dim
+        return self.out
+
+    def backward(self, g):
+        return self.out * (g - (g * self.out).sum(axis=self.dim, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """y = x - log Σ e^x along dim;  dx = g - e^y Σ g"""
+
+    def forward(self, x, dim):
+        xp = array_module(x)
+        shifted = x - x.max(axis=dim, keepdims=True)
+        self.out = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+        self.dim = dim
+        return self.out
+
+    def backward(self, g):
+        xp = array_module(g)
+        return g - xp.exp(self.out) * g.sum(axis=self.dim, keepdims=True)
+
+
+def _reduce(fn_class, op, x, dim, keepdim, axis, keepdims, **params) -> Tensor:
+    axes = reduction_dims(dim, axis, x.ndim, op)
+    return fn_class.apply(x, axes=axes, keepdim=keep(keepdim, keepdims), **params)
+
+
+def sum(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False) -> Tensor:  # noqa: A001
+    """Sum over `dim` (int, tuple or None for all)."""
+    return _reduce(Sum, "sum", x, dim, keepdim, axis, keepdims)
+
+
+def mean(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False) -> Tensor:
+    """Mean over `dim`."""
+    if x.dtype.kind not in "fc":
+        raise TypeError(f"mean: needs a floating-point tensor, got {x.dtype}; call .float() first")
+    return _reduce(Mean, "mean", x, dim, keepdim, axis, keepdims)
+
+
+def amax(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False) -> Tensor:
+    """Largest value over `dim`; ties share the gradient."""
+    _check_nonempty(x, "amax")
+    return _reduce(Amax, "amax", x, dim, keepdim, axis, keepdims, largest=True)
+
+
+def amin(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False) -> Tensor:
+    """Smallest value over `dim`; ties share the gradient."""
+    _check_nonempty(x, "amin")
+    return _reduce(Amax, "amin", x, dim, keepdim, axis, keepdims, largest=False)
+
+
+MaxResult = namedtuple("MaxResult", ["values", "indices"])
+
+
+def _max_or_min(x, dim, keepdim, axis, keepdims, largest, op):
+    _check_nonempty(x, op)
+    if axis is not None:
+        dim = axis
+    if dim is None:  # the whole tensor: a single value, ties share the gradient
+        return Amax.apply(x, axes=None, keepdim=False, largest=largest)
+    if not isinstance(dim, int):
+        raise TypeError(f"{op}: dim must be one int (use amax/amin for several dims)")
+    dim = normalize_dim(dim, x.ndim, op)
+    keepdim = keep(keepdim, keepdims)
+    values = MaxAlongDim.apply(x, dim=dim, keepdim=keepdim, largest=largest)
+    return MaxResult(values, (argmax if largest else argmin)(x, dim, keepdim))
+
+
+def max(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False):  # noqa: A001
+    """With no dim, the largest value; with `dim`, (values, indices) along it, as PyTorch."""
+    return _max_or_min(x, dim, keepdim, axis, keepdims, True, "max")
+
+
+def min(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False):  # noqa: A001
+    """With no dim, the smallest value; with `dim`, (values, indices) along it, as PyTorch."""
+    return _max_or_min(x, dim, keepdim, axis, keepdims, False, "min")
+
+
+def _check_nonempty(x: Tensor, op: str) -> None:
+    if x.numel() == 0:
+        raise ValueError(f"{op}: the tensor of shape {x.shape} is empty; there is no extreme value")
+
+
+def var(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
+        keepdims=False) -> Tensor:
+    """Variance over `dim`; divides by N - correction (default 1; `unbiased=False` means 0)."""
+    if unbiased is not None and correction is not None:
+        raise TypeError("var: give unbiased or correction, not both")
+    if correction is None:
+        correction = 0 if unbiased is False else 1
+    return _reduce(Var, "var", x, dim, keepdim, axis, keepdims, correction=correction)
+
+
+def std(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
+        keepdims=False) -> Tensor:
+    """Standard deviation: the square root of `var` with the same arguments."""
+    from .elementwise import sqrt
+
+    return sqrt(var(x, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims))
+
+
+def logsumexp(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False) -> Tensor:
+    """log Σ exp(x) over `dim`, computed without overflow."""
+    return _reduce(LogSumExp, "logsumexp", x, dim, keepdim, axis, keepdims)
+
+
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """exp(x) / Σ exp(x) along `dim`."""
+    return Softmax.apply(x, dim=normalize_dim(dim, x.ndim, "softmax"))
+
+
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """log(softmax(x)) along `dim`, computed stably."""
+    return LogSoftmax.apply(x, dim=normalize_dim(dim, x.ndim, "log_softmax"))
+
+
+def _arg(x: Tensor, dim, keepdim, largest: bool, op: str) -> Tensor:
+    _check_nonempty(x, op)
+    data = x.data
+    if dim is None:
+        index = (data.argmax if largest else data.argmin)()
+        return Tensor._make(array_module(data).asarray(index), False, None)
+    dim = normalize_dim(dim, x.ndim, op)
+    index = (data.argmax if largest else data.argmin)(axis=dim, keepdims=keepdim)
+    return Tensor._make(array_module(data).asarray(index), False, None)
+
+
+def argmax(x: Tensor, dim=None, keepdim=False) -> Tensor:
+    """Index of the largest value (flattened when dim is None); no gradient."""
+    return _arg(x, dim, keepdim, True, "argmax")
+
+
+def argmin(x: Tensor, dim=None, keepdim=False) -> Tensor:
+    """Index of the smallest value (flattened when dim is None); no gradient."""
+    return _arg(x, dim, keepdim, False, "argmin")

@@ -1,0 +1,273 @@
+"""The Tensor: an array (NumPy or CuPy) plus what autograd needs to differentiate through it.
+
+The math lives in `minigt/ops/`; `minigt/tensor_methods.py` attaches it as methods and operators.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import autograd
+from .backends import array_module, device_of, parse_device, to_device
+
+
+class Tensor:
+    """An n-dimensional array that can record the ops applied to it.
+
+    >>> x = minigt.tensor([1.0, 2.0], requires_grad=True)
+    >>> (x * x).sum().backward(); x.grad      # tensor([2., 4.])
+    """
+
+    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_version", "__weakref__")
+
+    def __init__(self, data, dtype=None, requires_grad: bool = False, device=None):
+        from .creation import as_array
+
+        data = as_array(data, dtype, device)
+        self._init(data, False, None)
+        if requires_grad:
+            self.requires_grad_()
+
+    @classmethod
+    def _make(cls, data, requires_grad: bool, grad_fn):
+        """Wrap an array without checks (the fast path every op result takes)."""
+        t = cls.__new__(cls)
+        t._init(data, requires_grad, grad_fn)
+        return t
+
+    def _init(self, data, requires_grad, grad_fn):
+        self.data = data
+        self.requires_grad = requires_grad
+        self.grad = None
+        self.grad_fn = grad_fn
+        self._version = 0
+
+    # ---- array facts -------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self) -> str:
+        return device_of(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    def size(self, dim: int | None = None):
+        """The shape, or one dim's length (PyTorch's spelling)."""
+        if dim is None:
+            return self.shape
+        from .ops.dims import normalize_dim
+
+        return self.shape[normalize_dim(dim, self.ndim, "size")]
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor: it has no first dimension; use .item()")
+        return self.data.shape[0]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    # ---- autograd ----------------------------------------------------------------------------
+    def backward(self, gradient=None, retain_graph: bool = False) -> None:
+        """Accumulate the gradient of this tensor into every leaf that requires grad.
+
+        Without `gradient` the tensor must hold one element (a loss). The graph is freed
+        afterwards unless `retain_graph=True`.
+        """
+        autograd.backward(self, gradient, retain_graph)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Mark this leaf as a parameter whose gradient backward() should compute."""
+        if self.grad_fn is not None and not requires_grad:
+            raise RuntimeError(
+                "requires_grad_(False) on a non-leaf tensor; use .detach() to cut it from the graph"
+            )
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise TypeError(
+                f"requires_grad_: only floating-point tensors can require gradients, not "
+                f"{self.data.dtype}; convert with .float() first"
+            )
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def retain_grad(self) -> None:
+        """Keep this intermediate tensor's gradient in `.grad` after backward()."""
+        if self.grad_fn is not None:
+            autograd.retain(self)
+
+    def detach(self) -> Tensor:
+        """The same data (shared, not copied) cut from the graph."""
+        return Tensor._make(self.data, False, None)
+
+    # ---- conversion --------------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array (shared on the CPU, copied from a GPU)."""
+        return to_device(self.data, "cpu")
+
+    def __array__(self, dtype=None, copy=None):
+        array = self.numpy()
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+    def item(self):
+        """The single element as a Python number."""
+        if self.data.size != 1:
+            raise ValueError(
+                f"item(): the tensor has {self.data.size} elements (shape {self.shape}); only a "
+                "one-element tensor converts to a Python number. Index or reduce it first."
+            )
+        return self.data.item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self.data.dtype.kind not in "iub":
+            raise TypeError(f"only integer tensors can be used as an index, not {self.data.dtype}")
+        return int(self.item())
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"the truth value of a tensor with {self.data.size} elements is ambiguous; "
+                "use .any() or .all()"
+            )
+        return bool(self.item())
+
+    def to(self, target=None, dtype=None) -> Tensor:
+        """A copy on another device ('cpu', 'cuda', 'cuda:N') and/or of another dtype.
+
+        Returns `self` when nothing changes. Differentiable in dtype (the gradient is cast back).
+        """
+        if target is not None and not isinstance(target, str) and dtype is None:
+            target, dtype = None, target  # t.to(minigt.float64)
+        out = self
+        if target is not None and parse_device(target) != self.device:
+            from .ops.elementwise import to_device_op
+
+            out = to_device_op(out, parse_device(target))
+        if dtype is not None and np.dtype(dtype) != out.dtype:
+            from .ops.elementwise import cast
+
+            out = cast(out, np.dtype(dtype))
+        return out
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self, device: int | None = None) -> Tensor:
+        return self.to("cuda" if device is None else f"cuda:{device}")
+
+    def float(self) -> Tensor:
+        return self.to(np.float32)
+
+    def double(self) -> Tensor:
+        return self.to(np.float64)
+
+    def long(self) -> Tensor:
+        return self.to(np.int64)
+
+    def int(self) -> Tensor:
+        return self.to(np.int32)
+
+    def bool(self) -> Tensor:
+        return self.to(np.bool_)
+
+    def contiguous(self) -> Tensor:
+        """Present for PyTorch code; arrays here are laid out as their backend sees fit."""
+        return self
+
+    # ---- in place (outside the graph) --------------------------------------------------------
+    def _check_inplace(self, op: str) -> None:
+        if autograd.is_grad_enabled() and self.requires_grad:
+            where = "a leaf that requires grad" if self.grad_fn is None else "part of the graph"
+            raise RuntimeError(
+                f"{op}: in-place change of a tensor that is {where} (shape {self.shape}). "
+                "Update parameters inside `with minigt.no_grad():`, or write it out of place (x = x + y)."
+            )
+
+    def _assign(self, op: str, new_data) -> Tensor:
+        """Write `new_data` into this tensor's storage, keeping its shape and dtype."""
+        self._check_inplace(op)
+        new_data = getattr(new_data, "data", new_data)
+        if array_module(new_data) is not array_module(self.data) and not np.isscalar(new_data):
+            raise RuntimeError(f"{op}: value is on {device_of(new_data)}, tensor on {self.device}")
+        self.data[...] = new_data
+        self._version += 1
+        return self
+
+    def __setitem__(self, index, value) -> None:
+        from .ops.indexing import normalize_index
+
+        self._check_inplace("__setitem__")
+        value = getattr(value, "data", value)
+        self.data[normalize_index(index, self.data)] = value
+        self._version += 1
+
+    def copy_(self, src) -> Tensor:
+        return self._assign("copy_", src)
+
+    def zero_(self) -> Tensor:
+        return self._assign("zero_", 0)
+
+    def fill_(self, value) -> Tensor:
+        return self._assign("fill_", value)
+
+    def add_(self, other, alpha: float = 1.0) -> Tensor:
+        other = getattr(other, "data", other)
+        return self._assign("add_", self.data + (other if alpha == 1.0 else alpha * other))
+
+    def sub_(self, other, alpha: float = 1.0) -> Tensor:
+        return self.add_(other, alpha=-alpha)
+
+    def mul_(self, other) -> Tensor:
+        return self._assign("mul_", self.data * getattr(other, "data", other))
+
+    def div_(self, other) -> Tensor:
+        return self._assign("div_", self.data / getattr(other, "data", other))
+
+    def __iadd__(self, other):
+        return self.add_(other)
+
+    def __isub__(self, other):
+        return self.sub_(other)
+
+    def __imul__(self, other):
+        return self.mul_(other)
+
+    def __itruediv__(self, other):
+        return self.div_(other)
+
+    # ---- display -----------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(", threshold=200)
+        extras = [f"dtype={self.dtype}", f"device='{self.device}'"]
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn={self.grad_fn!r}")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return f"tensor({body}, {', '.join(extras)})"
+
+    __hash__ = object.__hash__  # tensors are hashed by identity (dict keys, sets), as in PyTorch
