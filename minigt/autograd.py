@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import weakref
 
-from .backends import array_module, ensure_array
+from .backends import ARRAY_TYPES, array_module, ensure_array
+from .tensor import Tensor
 
 _grad_enabled = True
 
@@ -69,16 +70,16 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **params):
         """Run forward on the inputs' arrays and, when recording, link the output into the graph."""
-        from .tensor import Tensor  # tensor.py imports this module, so import late
-
         fn = cls()
-        out = ensure_array(fn.forward(*[t.data for t in inputs], **params))
+        out = fn.forward(*[t.data for t in inputs], **params)
+        if not isinstance(out, ARRAY_TYPES):
+            out = ensure_array(out)
         if _grad_enabled:
             for t in inputs:
                 if t.requires_grad:
                     fn.inputs = inputs
-                    fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
-                    fn.versions = tuple(t._version for t in inputs)
+                    fn.needs_input_grad = tuple([t.requires_grad for t in inputs])
+                    fn.versions = tuple([t._version for t in inputs])
                     return Tensor._make(out, True, fn)
         return Tensor._make(out, False, None)
 
@@ -98,11 +99,8 @@ class Function:
 
     def release(self):
         """Drop saved arrays and links so memory is freed after backward."""
-        retained = getattr(self, "retained", None)
-        vars(self).clear()
+        self.__dict__.clear()
         self.inputs = None
-        if retained is not None:
-            self.retained = retained
 
     def __repr__(self):
         return f"<{self.name}>"
@@ -154,8 +152,6 @@ def _checked_parents(fn: Function):
 
 def _accumulate_into(tensor, grad) -> None:
     """tensor.grad += grad, creating .grad (an owned copy) on first use."""
-    from .tensor import Tensor
-
     grad = ensure_array(grad)
     if grad.dtype != tensor.data.dtype:
         grad = grad.astype(tensor.data.dtype)
@@ -197,9 +193,9 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
         grad = pending.pop(fn, None)
         if grad is None:  # no path from the root carried a gradient here
             continue
-        retained = getattr(fn, "retained", None)
-        if retained is not None and retained() is not None:
-            _accumulate_into(retained(), grad)
+        retained = fn.retained() if "retained" in fn.__dict__ else None
+        if retained is not None:
+            _accumulate_into(retained, grad)
         _check_versions(fn)
         input_grads = fn.backward(grad)
         if not isinstance(input_grads, tuple):
@@ -219,6 +215,7 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
 
 
 def _check_versions(fn: Function) -> None:
+    """Refuse to differentiate with inputs that changed in place since forward saved them."""
     for i, (t, version) in enumerate(zip(fn.inputs, fn.versions)):
         if t._version != version:
             raise RuntimeError(

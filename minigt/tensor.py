@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import autograd
 from .backends import array_module, device_of, parse_device, to_device
 
 
@@ -22,24 +21,24 @@ class Tensor:
     def __init__(self, data, dtype=None, requires_grad: bool = False, device=None):
         from .creation import as_array
 
-        data = as_array(data, dtype, device)
-        self._init(data, False, None)
+        self.data = as_array(data, dtype, device)
+        self.requires_grad = False
+        self.grad = None
+        self.grad_fn = None
+        self._version = 0
         if requires_grad:
             self.requires_grad_()
 
     @classmethod
     def _make(cls, data, requires_grad: bool, grad_fn):
         """Wrap an array without checks (the fast path every op result takes)."""
-        t = cls.__new__(cls)
-        t._init(data, requires_grad, grad_fn)
+        t = object.__new__(cls)
+        t.data = data
+        t.requires_grad = requires_grad
+        t.grad = None
+        t.grad_fn = grad_fn
+        t._version = 0
         return t
-
-    def _init(self, data, requires_grad, grad_fn):
-        self.data = data
-        self.requires_grad = requires_grad
-        self.grad = None
-        self.grad_fn = grad_fn
-        self._version = 0
 
     # ---- array facts -------------------------------------------------------------------------
     @property
@@ -271,3 +270,7 @@ class Tensor:
         return f"tensor({body}, {', '.join(extras)})"
 
     __hash__ = object.__hash__  # tensors are hashed by identity (dict keys, sets), as in PyTorch
+
+
+# autograd.py builds Tensors, and Tensor methods call into autograd: import it once Tensor exists.
+from . import autograd  # noqa: E402

@@ -49,7 +49,10 @@ def as_tensor_like(value, like: Tensor, op: str) -> Tensor:
     if isinstance(value, Tensor):
         return value
     xp = array_module(like.data)
-    if isinstance(value, (bool, np.bool_)):
+    kind = like.data.dtype.kind
+    if type(value) is float:  # the common case first: x * 0.5
+        dtype = like.data.dtype if kind == "f" else np.float32
+    elif isinstance(value, (bool, np.bool_)):
         dtype = like.data.dtype if like.data.dtype.kind != "b" else np.bool_
     elif isinstance(value, numbers.Integral):
         dtype = like.data.dtype if like.data.dtype.kind in "iuf" else np.int64

@@ -2,6 +2,7 @@
 NumPy's `axis=`/`keepdims=` spellings are accepted too, so GT code runs unchanged."""
 from __future__ import annotations
 
+import builtins
 from collections import namedtuple
 
 from ..autograd import Function
@@ -94,7 +95,7 @@ class Var(Function):
 
     def forward(self, x, axes=None, keepdim=False, correction=1):
         self.centered = x - x.mean(axis=axes, keepdims=True)
-        self.divisor = max(_count(x.shape, axes) - correction, 0)
+        self.divisor = builtins.max(_count(x.shape, axes) - correction, 0)  # max() here is the op
         self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
         squares = (self.centered * self.centered).sum(axis=axes, keepdims=keepdim)
         return squares / self.divisor if self.divisor else squares * float("nan")

@@ -1,0 +1,45 @@
+VENV   ?= .venv
+PYTHON ?= python3
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+
+.PHONY: all venv test train bench clean
+
+all: test
+
+venv: $(STAMP)
+
+# Reused as long as pyproject.toml is unchanged; a changed pyproject.toml
+# re-runs the install into the existing venv.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+	touch $@
+
+test: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests --ignore=tests/distributed
+	@if [ -d tests/distributed ] && [ -n "$$(find tests/distributed -name 'test_*.py' -print -quit)" ]; then \
+	  for n in 2 3 4; do \
+	    echo "MPIEXEC_TIMEOUT=300 OMP_NUM_THREADS=1 $(VENV)/bin/mpirun -n $$n $(PY) -m pytest tests/distributed -p no:cacheprovider"; \
+	    MPIEXEC_TIMEOUT=300 OMP_NUM_THREADS=1 $(VENV)/bin/mpirun -n $$n $(PY) -m pytest tests/distributed -p no:cacheprovider || exit 1; \
+	  done; \
+	else \
+	  echo "no tests/distributed/test_*.py: skipping MPI runs"; \
+	fi
+
+train: $(STAMP)
+	@if [ -f examples/train_pixel.py ]; then \
+	  echo "OMP_NUM_THREADS=1 $(VENV)/bin/mpirun -n 8 $(PY) examples/train_pixel.py"; \
+	  OMP_NUM_THREADS=1 $(VENV)/bin/mpirun -n 8 $(PY) examples/train_pixel.py; \
+	else \
+	  echo "$(PY) examples/quickstart.py"; \
+	  $(PY) examples/quickstart.py; \
+	fi
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info
+	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
