@@ -6,6 +6,7 @@
 >>> x.grad
 tensor([2., 4., 6.], dtype=float32, device='cpu')
 """
+from . import optim
 from . import tensor_methods  # noqa: F401 - attaches ops as Tensor methods
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backends import cuda_available
@@ -21,6 +22,7 @@ from .ops import (
     tanh, transpose, unsqueeze, var, view, where,
 )
 from .ops import __all__ as _ops_all
+from .serialization import load, save
 from .tensor import Tensor
 
 __version__ = "0.1.0"
@@ -30,4 +32,5 @@ __all__ = [
     "randint", "randperm", "zeros_like", "ones_like", "full_like", "manual_seed",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "cuda_available",
     "float16", "float32", "float64", "int32", "int64", "uint8", "bool_",
+    "save", "load", "optim",
 ] + list(_ops_all)

@@ -15,6 +15,7 @@ from .backends import ARRAY_TYPES, array_module, ensure_array
 from .tensor import Tensor
 
 _grad_enabled = True
+post_backward_hooks: list = []  # called after every backward (minigt.distributed syncs grads)
 
 
 def is_grad_enabled() -> bool:
@@ -22,11 +23,10 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
-class set_grad_enabled(contextlib.ContextDecorator):
-    """Turn recording on or off inside a `with` block or a decorated function."""
+class _GradMode(contextlib.ContextDecorator):
+    """Sets recording to `mode` on entering a `with` block (or a decorated call), restores on exit."""
 
-    def __init__(self, mode: bool):
-        self.mode = bool(mode)
+    mode = True
 
     def __enter__(self):
         global _grad_enabled
@@ -37,26 +37,45 @@ class set_grad_enabled(contextlib.ContextDecorator):
         _grad_enabled = self.previous
         return False
 
+    def __new__(cls, func=None):
+        if callable(func):  # used bare: @no_grad
+            return cls()(func)
+        return super().__new__(cls)
 
-class no_grad(set_grad_enabled):
+
+class no_grad(_GradMode):
     """Ops inside do not record a graph (parameter updates, evaluation).
 
     >>> with no_grad(): y = x * 2      # y.requires_grad is False
     """
 
-    def __init__(self):
-        super().__init__(False)
+    mode = False
 
 
-class enable_grad(set_grad_enabled):
+class enable_grad(_GradMode):
     """Re-enable recording inside a `no_grad` region."""
 
-    def __init__(self):
-        super().__init__(True)
+    mode = True
+
+
+class set_grad_enabled(_GradMode):
+    """Turn recording on or off: at once when called, until the end of a `with` block."""
+
+    def __new__(cls, mode: bool):
+        return object.__new__(cls)
+
+    def __init__(self, mode: bool):
+        global _grad_enabled
+        self.previous, self.mode = _grad_enabled, bool(mode)
+        _grad_enabled = self.mode
+
+    def __enter__(self):
+        pass  # already set in __init__, as torch.set_grad_enabled does
 
 
 class Function:
-    """One recorded op. Subclasses define `forward(*arrays, **params)` and `backward(grad)`.
+    """One recorded op. Subclasses define `forward(self, *arrays, **params)`, which computes the
+    output array and keeps on `self` what backward needs, and `backward(self, grad)`.
 
     `backward` returns one gradient per tensor input (a tuple when there are several, or None for
     an input that needs none), each of the *output's* broadcast shape or the input's own shape:
@@ -66,28 +85,41 @@ class Function:
 
     inputs: tuple | None
     needs_input_grad: tuple
+    differentiable = True  # False for ops such as comparisons: never recorded
+    output_is_view = False  # True when the output may share the first input's memory
 
     @classmethod
     def apply(cls, *inputs, **params):
+        """Run the op on tensors. Sharded tensors go through minigt.distributed's rules first."""
+        for t in inputs:
+            if t.placement is not None:
+                from .distributed.dispatch import dispatch
+
+                return dispatch(cls, inputs, params)
+        return cls.apply_local(inputs, params)
+
+    @classmethod
+    def apply_local(cls, inputs: tuple, params: dict):
         """Run forward on the inputs' arrays and, when recording, link the output into the graph."""
         fn = cls()
         out = fn.forward(*[t.data for t in inputs], **params)
         if not isinstance(out, ARRAY_TYPES):
             out = ensure_array(out)
-        if _grad_enabled:
+        if _grad_enabled and cls.differentiable:
             for t in inputs:
                 if t.requires_grad:
                     fn.inputs = inputs
                     fn.needs_input_grad = tuple([t.requires_grad for t in inputs])
-                    fn.versions = tuple([t._version for t in inputs])
-                    return Tensor._make(out, True, fn)
-        return Tensor._make(out, False, None)
-
-    def forward(self, *arrays, **params):  # pragma: no cover - every op overrides it
-        raise NotImplementedError(f"{type(self).__name__} has no forward")
-
-    def backward(self, grad):  # pragma: no cover - every op overrides it
-        raise NotImplementedError(f"{type(self).__name__} has no backward")
+                    fn.versions = tuple([t._version[0] for t in inputs])
+                    result = Tensor._make(out, True, fn)
+                    break
+            else:
+                result = Tensor._make(out, False, None)
+        else:
+            result = Tensor._make(out, False, None)
+        if cls.output_is_view:  # in-place writes to either must be seen by graphs saving the other
+            result._version = inputs[0]._version
+        return result
 
     @property
     def name(self) -> str:
@@ -150,13 +182,13 @@ def _checked_parents(fn: Function):
     return fn.parents()
 
 
-def _accumulate_into(tensor, grad) -> None:
+def accumulate_into(tensor, grad) -> None:
     """tensor.grad += grad, creating .grad (an owned copy) on first use."""
     grad = ensure_array(grad)
     if grad.dtype != tensor.data.dtype:
         grad = grad.astype(tensor.data.dtype)
     if tensor.grad is None:
-        tensor.grad = Tensor._make(grad.copy(), False, None)
+        tensor.grad = tensor._grad_from(grad.copy())
     else:
         tensor.grad.data = tensor.grad.data + grad
 
@@ -185,7 +217,7 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
                 f"{tuple(xp_data.shape)}; they must match."
             )
     if tensor.grad_fn is None:
-        _accumulate_into(tensor, grad)
+        accumulate_into(tensor, grad)
         return
 
     pending = {tensor.grad_fn: grad}
@@ -195,7 +227,7 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
             continue
         retained = fn.retained() if "retained" in fn.__dict__ else None
         if retained is not None:
-            _accumulate_into(retained, grad)
+            accumulate_into(retained, grad)
         _check_versions(fn)
         input_grads = fn.backward(grad)
         if not isinstance(input_grads, tuple):
@@ -205,19 +237,21 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
                 continue
             g = reduce_to_shape(g, t.data.shape)
             if t.grad_fn is None:
-                _accumulate_into(t, g)
+                accumulate_into(t, g)
             elif t.grad_fn in pending:
                 pending[t.grad_fn] = pending[t.grad_fn] + g
             else:
                 pending[t.grad_fn] = g
         if not retain_graph:
             fn.release()
+    for hook in post_backward_hooks:
+        hook()
 
 
 def _check_versions(fn: Function) -> None:
     """Refuse to differentiate with inputs that changed in place since forward saved them."""
     for i, (t, version) in enumerate(zip(fn.inputs, fn.versions)):
-        if t._version != version:
+        if t._version[0] != version:
             raise RuntimeError(
                 f"backward through {fn.name}: its input {i} (shape {tuple(t.data.shape)}) was "
                 "modified in place after it was used. Make the change out of place "

@@ -1,7 +1,9 @@
 """Making tensors: from data, filled, ranges and random draws (seeded by `manual_seed`)."""
 from __future__ import annotations
 
+import contextlib
 import numbers
+import os
 
 import numpy as np
 
@@ -15,6 +17,31 @@ uint8, bool_ = np.dtype("uint8"), np.dtype("bool")
 default_float = float32
 
 _rng = np.random.default_rng(0)
+
+# GT_AUTO_SHARD=1: tensors made from data are split along dim 0 across MPI ranks (see
+# minigt.distributed). Modules pause it, so parameters and constants they make stay whole.
+AUTO_SHARD = os.environ.get("GT_AUTO_SHARD", "0") == "1"
+_auto_shard_paused = 0
+
+
+@contextlib.contextmanager
+def no_auto_shard():
+    """Inside, creation ops never shard (used by nn.Module for parameters and constants)."""
+    global _auto_shard_paused
+    _auto_shard_paused += 1
+    try:
+        yield
+    finally:
+        _auto_shard_paused -= 1
+
+
+def _placed(t: Tensor) -> Tensor:
+    """`t`, or under GT_AUTO_SHARD its dim-0 shards, for data made outside modules."""
+    if not AUTO_SHARD or _auto_shard_paused or t.ndim == 0 or t.requires_grad:
+        return t
+    from .distributed import auto_shard
+
+    return auto_shard(t)
 
 
 def manual_seed(seed: int) -> None:
@@ -52,7 +79,7 @@ def as_array(data, dtype=None, device=None):
                 f"tensor(): unsupported data of dtype {array.dtype} (from {type(data).__name__}); "
                 "give numbers, nested lists of numbers, or arrays of them"
             )
-        if dtype is None and array.dtype == float64 and not isinstance(data, np.ndarray):
+        if dtype is None and array.dtype == float64 and not isinstance(data, (np.ndarray, np.generic)):
             array = array.astype(default_float)  # Python floats become float32, as in PyTorch
     else:
         array = data.copy()
@@ -70,14 +97,14 @@ def tensor(data, dtype=None, requires_grad: bool = False, device=None) -> Tensor
     Python floats give float32, ints int64, bools bool; arrays keep their dtype.
     >>> minigt.tensor([[1.0, 2.0]], requires_grad=True)
     """
-    return Tensor(data, dtype=dtype, requires_grad=requires_grad, device=device)
+    return _placed(Tensor(data, dtype=dtype, requires_grad=requires_grad, device=device))
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
     """A tensor sharing memory with a NumPy array."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
-    return Tensor._make(array, False, None)
+    return _placed(Tensor._make(array, False, None))
 
 
 def _shape(size, op: str) -> tuple:
@@ -93,7 +120,7 @@ def _filled(op: str, size, fill, dtype, device, requires_grad) -> Tensor:
     dtype = default_float if dtype is None else _check_dtype(dtype, op)
     with device_context(device):
         array = module_for(device).full(_shape(size, op), fill, dtype=dtype)
-    return Tensor._make(array, False, None).requires_grad_(requires_grad)
+    return _placed(Tensor._make(array, False, None).requires_grad_(requires_grad))
 
 
 def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -140,19 +167,19 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     integral = all(isinstance(v, numbers.Integral) for v in (start, end, step))
     dtype = _check_dtype(dtype, "arange") if dtype is not None else (int64 if integral else default_float)
     array = np.arange(start, end, step).astype(dtype)
-    return Tensor(array, device=device, requires_grad=requires_grad)
+    return _placed(Tensor(array, device=device, requires_grad=requires_grad))
 
 
 def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """The n×m identity matrix."""
     array = np.eye(n, m, dtype=dtype or default_float)
-    return Tensor(array, device=device, requires_grad=requires_grad)
+    return _placed(Tensor(array, device=device, requires_grad=requires_grad))
 
 
 def _random(op, draw, size, dtype, device, requires_grad) -> Tensor:
     dtype = default_float if dtype is None else _check_dtype(dtype, op)
     array = draw(_shape(size, op)).astype(dtype, copy=False)
-    return Tensor(array, device=device, requires_grad=requires_grad)
+    return _placed(Tensor(array, device=device, requires_grad=requires_grad))
 
 
 def randn(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -168,9 +195,9 @@ def rand(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
 def randint(low: int, high: int, size, dtype=None, device=None) -> Tensor:
     """Uniform integers in [low, high)."""
     array = _rng.integers(low, high, size=_shape((size,), "randint"))
-    return Tensor(array, dtype=dtype or int64, device=device)
+    return _placed(Tensor(array, dtype=dtype or int64, device=device))
 
 
 def randperm(n: int, device=None) -> Tensor:
     """A random permutation of 0..n-1."""
-    return Tensor(_rng.permutation(n), dtype=int64, device=device)
+    return _placed(Tensor(_rng.permutation(n), dtype=int64, device=device))

@@ -17,6 +17,7 @@ class Tensor:
     """
 
     __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_version", "__weakref__")
+    placement = None  # a plain tensor is local to its process; see minigt.distributed
 
     def __init__(self, data, dtype=None, requires_grad: bool = False, device=None):
         from .creation import as_array
@@ -25,7 +26,7 @@ class Tensor:
         self.requires_grad = False
         self.grad = None
         self.grad_fn = None
-        self._version = 0
+        self._version = [0]
         if requires_grad:
             self.requires_grad_()
 
@@ -37,7 +38,7 @@ class Tensor:
         t.requires_grad = requires_grad
         t.grad = None
         t.grad_fn = grad_fn
-        t._version = 0
+        t._version = [0]  # a list, so views of the same memory can share one counter
         return t
 
     # ---- array facts -------------------------------------------------------------------------
@@ -106,6 +107,10 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         return self
 
+    def _grad_from(self, array) -> Tensor:
+        """A gradient tensor for this tensor holding `array` (sharded tensors keep placement)."""
+        return Tensor._make(array, False, None)
+
     def retain_grad(self) -> None:
         """Keep this intermediate tensor's gradient in `.grad` after backward()."""
         if self.grad_fn is not None:
@@ -113,7 +118,13 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """The same data (shared, not copied) cut from the graph."""
-        return Tensor._make(self.data, False, None)
+        t = Tensor._make(self.data, False, None)
+        t._version = self._version  # writes through it must still be seen by autograd
+        return t
+
+    def _bump_version(self) -> None:
+        """Record an in-place change, so graphs that saved the old values refuse backward."""
+        self._version[0] += 1
 
     # ---- conversion --------------------------------------------------------------------------
     def numpy(self) -> np.ndarray:
@@ -214,16 +225,22 @@ class Tensor:
         if array_module(new_data) is not array_module(self.data) and not np.isscalar(new_data):
             raise RuntimeError(f"{op}: value is on {device_of(new_data)}, tensor on {self.device}")
         self.data[...] = new_data
-        self._version += 1
+        self._bump_version()
         return self
 
     def __setitem__(self, index, value) -> None:
         from .ops.indexing import normalize_index
 
         self._check_inplace("__setitem__")
+        if isinstance(value, Tensor) and value.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError(
+                f"__setitem__: the value (shape {value.shape}) requires grad, and assignment into a "
+                "tensor is not differentiable here. Build the result out of place (minigt.cat, "
+                "minigt.where), or assign value.detach() if no gradient should flow."
+            )
         value = getattr(value, "data", value)
         self.data[normalize_index(index, self.data)] = value
-        self._version += 1
+        self._bump_version()
 
     def copy_(self, src) -> Tensor:
         return self._assign("copy_", src)
@@ -234,18 +251,27 @@ class Tensor:
     def fill_(self, value) -> Tensor:
         return self._assign("fill_", value)
 
+    def _arithmetic_(self, op: str, result) -> Tensor:
+        """Store an in-place arithmetic result, refusing to truncate floats into an int tensor."""
+        if self.data.dtype.kind in "biu" and result.dtype.kind == "f":
+            raise TypeError(
+                f"{op}: the result is floating point but the tensor is {self.data.dtype}; "
+                "convert it first (x = x.float())"
+            )
+        return self._assign(op, result)
+
     def add_(self, other, alpha: float = 1.0) -> Tensor:
         other = getattr(other, "data", other)
-        return self._assign("add_", self.data + (other if alpha == 1.0 else alpha * other))
+        return self._arithmetic_("add_", self.data + (other if alpha == 1.0 else alpha * other))
 
     def sub_(self, other, alpha: float = 1.0) -> Tensor:
         return self.add_(other, alpha=-alpha)
 
     def mul_(self, other) -> Tensor:
-        return self._assign("mul_", self.data * getattr(other, "data", other))
+        return self._arithmetic_("mul_", self.data * getattr(other, "data", other))
 
     def div_(self, other) -> Tensor:
-        return self._assign("div_", self.data / getattr(other, "data", other))
+        return self._arithmetic_("div_", self.data / getattr(other, "data", other))
 
     def __iadd__(self, other):
         return self.add_(other)

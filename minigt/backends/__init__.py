@@ -5,6 +5,8 @@ Everything that differs between the two lives here, so op code is written once a
 """
 from __future__ import annotations
 
+import functools
+import math
 import os
 
 import numpy as np
@@ -113,15 +115,16 @@ def erf(x):
         import cupyx.scipy.special
 
         return cupyx.scipy.special.erf(x)
-    if _scipy_erf is not None:
-        return _scipy_erf(x)
-    return _math_erf(x).astype(x.dtype)
+    return _numpy_erf()(x).astype(x.dtype, copy=False)
 
 
-try:
-    from scipy.special import erf as _scipy_erf
-except ImportError:  # exact but slower: one Python call per element
-    import math
+@functools.cache
+def _numpy_erf():
+    """SciPy's erf, imported on first use (it costs a second of start-up); else math.erf per
+    element, exact but slow."""
+    try:
+        from scipy.special import erf as scipy_erf
 
-    _scipy_erf = None
-    _math_erf = np.frompyfunc(math.erf, 1, 1)
+        return scipy_erf
+    except ImportError:
+        return np.frompyfunc(math.erf, 1, 1)

@@ -1,6 +1,6 @@
 """Every op of minigt, grouped by kind. `DIFFERENTIABLE` lists the public ops whose gradient
 the property suite must check; `NON_DIFFERENTIABLE` those checked for their forward alone."""
-from .comparison import all, any, eq, ge, gt, le, logical_not, lt, ne
+from .comparison import all, any, argmax, argmin, eq, ge, gt, le, logical_not, lt, ne
 from .elementwise import (
     abs, add, cast, clamp, clone, cos, div, exp, gelu, log, masked_fill, maximum, minimum, mul, neg,
     pow, relu, rsqrt, sigmoid, sin, sqrt, sub, tanh, where,
@@ -8,7 +8,7 @@ from .elementwise import (
 from .indexing import getitem
 from .linalg import matmul
 from .reductions import (
-    amax, amin, argmax, argmin, log_softmax, logsumexp, max, mean, min, softmax, std, sum, var,
+    amax, amin, log_softmax, logsumexp, max, mean, min, softmax, std, sum, var,
 )
 from .shape import (
     broadcast_to, cat, chunk, expand, flatten, permute, reshape, split, squeeze, stack, transpose,

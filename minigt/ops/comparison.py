@@ -1,10 +1,48 @@
-"""Comparisons: bool tensors, never differentiated."""
+"""Comparisons and logic: bool (or index) tensors, never differentiated."""
 from __future__ import annotations
 
 import operator
 
+from ..autograd import Function
 from ..tensor import Tensor
-from .dims import as_tensor_like, same_device
+from .dims import as_tensor_like, normalize_dim, reduction_dims, same_device
+
+
+class Compare(Function):
+    """a <op> b elementwise, as bools (no gradient)."""
+
+    differentiable = False
+
+    def forward(self, a, b, compare):
+        return compare(a, b)
+
+
+class LogicalNot(Function):
+    """not x elementwise (no gradient)."""
+
+    differentiable = False
+
+    def forward(self, x):
+        return ~x.astype(bool)
+
+
+class AnyAll(Function):
+    """any/all over axes (no gradient)."""
+
+    differentiable = False
+
+    def forward(self, x, axes=None, keepdim=False, every=False):
+        return (x.all if every else x.any)(axis=axes, keepdims=keepdim)
+
+
+class ArgExtreme(Function):
+    """Index of the largest/smallest value along one axis, or of the flattened tensor."""
+
+    differentiable = False
+
+    def forward(self, x, dim=None, keepdim=False, largest=True):
+        pick = x.argmax if largest else x.argmin
+        return pick() if dim is None else pick(axis=dim, keepdims=keepdim)
 
 
 def _compare(op_name: str, compare):
@@ -15,7 +53,7 @@ def _compare(op_name: str, compare):
             b = as_tensor_like(b, a, op_name)
         same_device(op_name, a, b)
         try:
-            return Tensor._make(compare(a.data, b.data), False, None)
+            return Compare.apply(a, b, compare=compare)
         except ValueError:
             raise ValueError(f"{op_name}: shapes {a.shape} and {b.shape} are not broadcastable") from None
 
@@ -33,12 +71,33 @@ ge = _compare("ge", operator.ge)
 
 
 def logical_not(x: Tensor) -> Tensor:
-    return Tensor._make(~x.data.astype(bool), False, None)
+    """Elementwise not, as a bool tensor."""
+    return LogicalNot.apply(x)
 
 
 def any(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
-    return Tensor._make(x.data.any(axis=dim, keepdims=keepdim), False, None)
+    """Whether any element (over `dim`) is true."""
+    return AnyAll.apply(x, axes=reduction_dims(dim, None, x.ndim, "any"), keepdim=keepdim)
 
 
 def all(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
-    return Tensor._make(x.data.all(axis=dim, keepdims=keepdim), False, None)
+    """Whether every element (over `dim`) is true."""
+    return AnyAll.apply(x, axes=reduction_dims(dim, None, x.ndim, "all"), keepdim=keepdim, every=True)
+
+
+def _arg(x: Tensor, dim, keepdim, largest: bool, op: str) -> Tensor:
+    if x.numel() == 0:
+        raise ValueError(f"{op}: the tensor of shape {x.shape} is empty; there is no extreme value")
+    if dim is not None:
+        dim = normalize_dim(dim, x.ndim, op)
+    return ArgExtreme.apply(x, dim=dim, keepdim=keepdim, largest=largest)
+
+
+def argmax(x: Tensor, dim=None, keepdim=False) -> Tensor:
+    """Index of the largest value (flattened when dim is None); no gradient."""
+    return _arg(x, dim, keepdim, True, "argmax")
+
+
+def argmin(x: Tensor, dim=None, keepdim=False) -> Tensor:
+    """Index of the smallest value (flattened when dim is None); no gradient."""
+    return _arg(x, dim, keepdim, False, "argmin")

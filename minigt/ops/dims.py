@@ -59,9 +59,7 @@ def as_tensor_like(value, like: Tensor, op: str) -> Tensor:
     elif isinstance(value, numbers.Real):
         dtype = like.data.dtype if like.data.dtype.kind == "f" else np.float32
     elif isinstance(value, (np.ndarray, list, tuple)) or array_module(value) is not np:
-        from ..creation import tensor
-
-        return tensor(value, device=like.device)
+        return Tensor(value, device=like.device)
     else:
         raise TypeError(f"{op}: cannot combine a tensor with {type(value).__name__}")
     return Tensor._make(xp.asarray(value, dtype=dtype), False, None)

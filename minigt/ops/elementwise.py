@@ -19,6 +19,8 @@ def _binary(fn_class, a, b, op: str) -> Tensor:
     elif not isinstance(b, Tensor):
         b = as_tensor_like(b, a, op)
     same_device(op, a, b)
+    if a.data.dtype.kind != b.data.dtype.kind:
+        a, b = _promote(a, b)
     try:
         return fn_class.apply(a, b)
     except ValueError:
@@ -30,6 +32,16 @@ def _binary(fn_class, a, b, op: str) -> Tensor:
                 "from the right) must match or be 1"
             ) from None
         raise
+
+
+def _promote(a: Tensor, b: Tensor):
+    """An integer or bool operand takes the float operand's dtype (float32 stays float32, as in
+    PyTorch; NumPy alone would give float64)."""
+    if a.data.dtype.kind == "f" and b.data.dtype.kind in "biu":
+        return a, cast(b, a.data.dtype)
+    if b.data.dtype.kind == "f" and a.data.dtype.kind in "biu":
+        return cast(a, b.data.dtype), b
+    return a, b
 
 
 class Add(Function):
@@ -69,7 +81,7 @@ class Div(Function):
     def forward(self, a, b):
         self.a, self.b = a, b
         out = a / b
-        return out if out.dtype.kind == "f" or a.dtype.kind == "f" else out.astype(np.float32)
+        return out if a.dtype.kind == "f" or b.dtype.kind == "f" else out.astype(np.float32)
 
     def backward(self, g):
         ga = g / self.b

@@ -40,6 +40,8 @@ def _is_basic(index) -> bool:
 class GetItem(Function):
     """x[index];  dx = zeros with g added at the selected places (repeats accumulate)."""
 
+    output_is_view = True
+
     def forward(self, x, index):
         self.shape, self.dtype, self.index = x.shape, x.dtype, index
         return x[index]

@@ -8,6 +8,7 @@ from collections import namedtuple
 from ..autograd import Function
 from ..backends import array_module
 from ..tensor import Tensor
+from .comparison import argmax, argmin
 from .dims import keep, normalize_dim, reduction_dims
 
 
@@ -98,10 +99,11 @@ class Var(Function):
         self.divisor = builtins.max(_count(x.shape, axes) - correction, 0)  # max() here is the op
         self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
         squares = (self.centered * self.centered).sum(axis=axes, keepdims=keepdim)
-        return squares / self.divisor if self.divisor else squares * float("nan")
+        return squares / self.divisor if self.divisor else squares * float("inf")  # x/0, as PyTorch
 
     def backward(self, g):
-        return _regrow(g, self.shape, self.axes, self.keepdim) * (2 / self.divisor) * self.centered
+        scale = 2 / self.divisor if self.divisor else float("inf")  # N <= correction: x/0, as PyTorch
+        return _regrow(g, self.shape, self.axes, self.keepdim) * scale * self.centered
 
 
 class LogSumExp(Function):
@@ -242,24 +244,3 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     """log(softmax(x)) along `dim`, computed stably."""
     return LogSoftmax.apply(x, dim=normalize_dim(dim, x.ndim, "log_softmax"))
-
-
-def _arg(x: Tensor, dim, keepdim, largest: bool, op: str) -> Tensor:
-    _check_nonempty(x, op)
-    data = x.data
-    if dim is None:
-        index = (data.argmax if largest else data.argmin)()
-        return Tensor._make(array_module(data).asarray(index), False, None)
-    dim = normalize_dim(dim, x.ndim, op)
-    index = (data.argmax if largest else data.argmin)(axis=dim, keepdims=keepdim)
-    return Tensor._make(array_module(data).asarray(index), False, None)
-
-
-def argmax(x: Tensor, dim=None, keepdim=False) -> Tensor:
-    """Index of the largest value (flattened when dim is None); no gradient."""
-    return _arg(x, dim, keepdim, True, "argmax")
-
-
-def argmin(x: Tensor, dim=None, keepdim=False) -> Tensor:
-    """Index of the smallest value (flattened when dim is None); no gradient."""
-    return _arg(x, dim, keepdim, False, "argmin")

@@ -14,6 +14,8 @@ from .dims import normalize_dim, same_device
 class Reshape(Function):
     """x viewed with a new shape of the same size;  dx = g reshaped back."""
 
+    output_is_view = True
+
     def forward(self, x, shape):
         self.shape = x.shape
         return x.reshape(shape)
@@ -24,6 +26,8 @@ class Reshape(Function):
 
 class Permute(Function):
     """x with its dims reordered;  dx = g with the inverse order."""
+
+    output_is_view = True
 
     def forward(self, x, dims):
         self.inverse = tuple(sorted(range(len(dims)), key=dims.__getitem__))
@@ -36,6 +40,8 @@ class Permute(Function):
 class BroadcastTo(Function):
     """x repeated along new leading dims and dims of size 1;  dx = Σ g over them (done centrally
     by the engine's reduce_to_shape)."""
+
+    output_is_view = True
 
     def forward(self, x, shape):
         return array_module(x).broadcast_to(x, shape)
@@ -75,9 +81,11 @@ def reshape(x: Tensor, *shape) -> Tensor:
     """The same elements in a new shape; one size may be -1 (inferred). `view` is the same op."""
     shape = _size_args(shape, "reshape")
     if shape.count(-1) > 1:
-        raise ValueError(f"reshape: only one dim can be -1, got {shape}")
+        raise ValueError(f"reshape: only one dim can be -1, got {shape} for a tensor of shape {x.shape}")
     if any(n < -1 for n in shape):
-        raise ValueError(f"reshape: invalid size in {shape}")
+        raise ValueError(
+            f"reshape: invalid size in {shape} for a tensor of shape {x.shape}; sizes must be >= 0 or -1"
+        )
     known = math.prod(n for n in shape if n != -1)
     size = x.numel()
     if -1 in shape:
@@ -106,7 +114,9 @@ def permute(x: Tensor, *dims) -> Tensor:
         raise ValueError(f"permute: got {len(dims)} dims {dims} for a tensor with {x.ndim} dims")
     dims = tuple(normalize_dim(d, x.ndim, "permute") for d in dims)
     if len(set(dims)) != len(dims):
-        raise ValueError(f"permute: dims {dims} repeat a dim; give each dim exactly once")
+        raise ValueError(
+            f"permute: dims {dims} repeat a dim for a tensor of shape {x.shape}; give each dim exactly once"
+        )
     return Permute.apply(x, dims=dims)
 
 
