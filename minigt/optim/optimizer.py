@@ -1,0 +1,188 @@
+"""The optimizer base: parameter groups, per-parameter state, and the update loop.
+
+Every optimizer here is the same loop with a different per-parameter rule. `Optimizer` owns the
+loop, the groups and the state (and so `zero_grad`, `step`, `state_dict`, `load_state_dict`); a
+subclass only says what state a parameter starts with (`_init_state`) and how one update
+changes the raw arrays (`_update`).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from ..autograd import enable_grad, no_grad
+from ..backends import ARRAY_TYPES, array_module, device_of, to_device
+from ..tensor import Tensor
+
+
+class Optimizer:
+    """Base class: holds `param_groups` (dicts of params + hyperparameters) and `state`.
+
+    `params` is an iterable of tensors, or of dicts `{"params": [...], "lr": ...}` to give some
+    parameters their own hyperparameters; keys a group leaves out come from `defaults`.
+    """
+
+    def __init__(self, params: Iterable, defaults: dict[str, Any]):
+        self.defaults = dict(defaults)
+        self.state: dict[Tensor, dict[str, Any]] = {}  # keyed by the parameter itself (by identity)
+        self.param_groups: list[dict[str, Any]] = []
+        groups = _ordered_list(params, type(self).__name__)
+        if not groups:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        """Add a group of parameters with its own hyperparameters (missing ones from defaults)."""
+        group = dict(group)
+        params = group["params"]
+        params = [params] if isinstance(params, Tensor) else _ordered_list(params, "param group")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, got {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError("can't optimize a non-leaf tensor (one computed by an op); "
+                                 "optimize the leaf it came from")
+            if id(p) in seen:
+                raise ValueError("a parameter appears twice in the optimizer's parameter groups")
+            seen.add(id(p))
+        group["params"] = params
+        for key, value in self.defaults.items():
+            group.setdefault(key, value)
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's gradient: drop it (None, the default) or fill it with zeros."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.zero_()
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update every parameter that has a gradient; returns `closure()` if one is given.
+
+        `closure` (optional) recomputes the loss with gradients enabled, as in PyTorch.
+        """
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        with no_grad():  # an update is not part of any model: never record it
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue  # unused this step (or frozen): leave it and its state alone
+                    grad = p.grad.data
+                    if grad.shape != p.data.shape:
+                        raise RuntimeError(
+                            f"{type(self).__name__}.step: a parameter of shape {p.shape} has a "
+                            f"gradient of shape {tuple(grad.shape)}"
+                        )
+                    state = self.state.get(p)
+                    if state is None:
+                        state = self.state[p] = self._init_state(p.data, group)
+                    self._update(p.data, grad, state, group)  # in place on the arrays
+                    p._bump_version()  # so a graph that saved p before the update refuses backward
+        return loss
+
+    # ---- what a subclass defines -------------------------------------------------------------
+    def _init_state(self, param, group: dict[str, Any]) -> dict[str, Any]:
+        """The state a parameter starts with (e.g. zeroed moment tensors); empty by default."""
+        return {}
+
+    def _update(self, param, grad, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """Change `param` (and `state`) in place from `grad`; the arrays, not tensors."""
+        raise NotImplementedError(f"{type(self).__name__} does not define _update")
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """`{"state": {index: {...}}, "param_groups": [{..., "params": [index, ...]}]}`.
+
+        Parameters are numbered 0, 1, ... in group order, so the dict does not depend on object
+        identity and loads into a new optimizer over new (same-shaped) parameters. As in PyTorch,
+        state tensors are shared, not copied: `minigt.save` it (or deep-copy it) for a snapshot.
+        """
+        index: dict[int, int] = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {key: value for key, value in group.items() if key != "params"}
+            packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
+            groups.append(packed)
+        state = {index[id(p)]: dict(s) for p, s in self.state.items() if id(p) in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore hyperparameters and state saved by `state_dict()` (copied onto each parameter's
+        device and dtype). Checks everything before changing anything."""
+        name = type(self).__name__
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"{name}.load_state_dict: the state dict has {len(saved_groups)} "
+                             f"parameter groups, this optimizer has {len(self.param_groups)}")
+        param_at: dict[int, Tensor] = {}
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"{name}.load_state_dict: parameter group {i} has "
+                                 f"{len(saved['params'])} parameters in the state dict but "
+                                 f"{len(group['params'])} in this optimizer")
+            param_at.update(zip((int(k) for k in saved["params"]), group["params"]))
+        state = {}
+        for key, saved_state in state_dict["state"].items():
+            p = param_at.get(int(key))
+            if p is None:
+                raise ValueError(f"{name}.load_state_dict: state for parameter {key}, which is in "
+                                 "no parameter group of the state dict")
+            state[p] = {k: _state_value_for(p, k, v, int(key)) for k, v in saved_state.items()}
+        for saved, group in zip(saved_groups, self.param_groups):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+        self.state = state
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            settings = ", ".join(f"{k}={v}" for k, v in group.items() if k != "params")
+            lines.append(f"  group {i}: {len(group['params'])} params, {settings}")
+        return "\n".join(lines + [")"])
+
+
+def _ordered_list(params: Iterable, where: str) -> list:
+    if isinstance(params, Tensor):
+        raise TypeError(f"{where}: params must be an iterable of tensors (e.g. "
+                        "model.parameters() or [w, b]), not a single tensor")
+    if isinstance(params, (set, frozenset)):
+        # state_dict() numbers parameters in order, so the order must be the same every run
+        raise TypeError(f"{where}: params must be an ordered collection (a list), not a set")
+    return list(params)
+
+
+def check_non_negative(optimizer: str, **hyperparameters: float) -> None:
+    """Refuse a negative lr, momentum, eps, ...: a typo that would otherwise train backwards."""
+    for name, value in hyperparameters.items():
+        if value < 0.0:
+            raise ValueError(f"{optimizer}: invalid {name} {value} (must be >= 0)")
+
+
+def axpy(alpha: float, x, y):
+    """alpha·x + y as one new array (one temporary, where `alpha * x + y` makes two)."""
+    xp = array_module(x)
+    out = xp.multiply(x, alpha, out=xp.empty_like(x))  # out=: a 0-d result stays an array
+    out += y
+    return out
+
+
+def _state_value_for(param: Tensor, key: str, value: Any, index: int) -> Any:
+    """A loaded state entry as this optimizer keeps it: arrays become owned tensors shaped,
+    typed and placed like the parameter; numbers (a step count) stay as they are."""
+    if not isinstance(value, (Tensor, *ARRAY_TYPES)):
+        return value
+    array = value.data if isinstance(value, Tensor) else value
+    if tuple(array.shape) != param.shape:
+        raise ValueError(f"optimizer load_state_dict: state {key!r} of parameter {index} has shape "
+                         f"{tuple(array.shape)}, but the parameter has shape {param.shape}")
+    array = to_device(array, device_of(param.data))
+    # astype copies, so the loaded optimizer never shares arrays with the dict it came from
+    return Tensor._make(array.astype(param.dtype, copy=True), False, None)
