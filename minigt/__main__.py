@@ -1,0 +1,74 @@
+"""`python -m minigt info`: what minigt finds on this machine, for bug reports and setup checks."""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from importlib import metadata
+
+import numpy as np
+
+import minigt
+from minigt.backends import cuda_available
+from minigt.distributed import transports, world
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cupy_line() -> str:
+    try:
+        import cupy
+    except ImportError:
+        return "not installed"
+    return cupy.__version__ + ("" if cuda_available() else " (no usable GPU)")
+
+
+def _mpi_line() -> str:
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return "not installed"
+    library = " ".join(MPI.Get_library_version().splitlines()[0].split())  # first line, tidied
+    return f"{_version('mpi4py') or 'unknown version'}, {library.split(',')[0]}"
+
+
+def _world_line() -> str:
+    launched = world.launcher_rank_size()
+    if launched is None:
+        return "rank 0 of 1 (not launched by mpirun)"
+    rank, size = launched
+    return f"rank {rank} of {size if size is not None else '?'} (from the launcher's environment)"
+
+
+def info() -> list[tuple[str, str]]:
+    """(label, value) rows describing this installation."""
+    return [
+        ("minigt", minigt.__version__),
+        ("Python", f"{platform.python_version()} ({sys.executable})"),
+        ("NumPy", np.__version__),
+        ("CuPy", _cupy_line()),
+        ("mpi4py", _mpi_line()),
+        ("devices", "; ".join(["cpu", *transports.gpu_names()])),
+        ("world", _world_line()),
+        ("collectives", "; ".join(f"{backend}: {transports.path_for_backend(backend)}"
+                                  for backend in ("numpy", "cupy"))),
+    ]
+
+
+def main(argv=None) -> int:
+    """The command line: `python -m minigt info`."""
+    parser = argparse.ArgumentParser(prog="python -m minigt", description=__doc__)
+    parser.add_argument("command", choices=["info"], help="print versions, devices and the world")
+    parser.parse_args(argv)
+    # One write, so the reports of ranks started by mpirun do not interleave line by line.
+    sys.stdout.write("".join(f"{label:<12} {value}\n" for label, value in info()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Many ranks, one program: minigt's multi-process backend.
+
+Launch with `mpirun -n N python script.py`; every rank runs the same script on its part of the
+data (SPMD). A tensor can be a DTensor -- this rank's part plus a placement saying how the parts
+make the global value -- and every op works on DTensors through the rules in rules.py.
+
+>>> import minigt.distributed as dist
+>>> x = dist.shard(minigt.randn(8, 4), dim=0)   # rank r keeps rows of its own
+>>> (x * 2).sum().item()                         # sum of the local sums, all-reduced
+"""
+from .dispatch import ShardingError
+from .dtensor import DTensor
+from .functions import all_gather, all_reduce, broadcast, reduce_scatter, redistribute
+from .placement import Partial, Placement, Replicate, Shard
+from .sharding import auto_shard, from_local, replicate, shard
+from .world import local_rank, rank, world_size
+
+
+def barrier() -> None:
+    """Wait until every rank gets here."""
+    from .collectives import barrier as _barrier
+
+    _barrier()
+
+
+__all__ = [
+    "DTensor", "Placement", "Replicate", "Shard", "Partial", "ShardingError",
+    "rank", "world_size", "local_rank", "barrier",
+    "shard", "replicate", "from_local", "redistribute", "auto_shard",
+    "all_reduce", "all_gather", "reduce_scatter", "broadcast",
+]

@@ -1,0 +1,236 @@
+"""Sharding propagation: for each op, which placements its inputs may have, what placement its
+output gets, and what communication that needs. The table at the bottom is the whole story;
+each rule below is a small function that runs the op on local parts.
+
+Summary (S = Shard(d), R = Replicate, P = Partial; plain tensors count as R):
+  elementwise     S with R -> S (R sliced locally if it spans d);  R with R -> R;
+                  P stays P only through linear ops (P+P, -P, P*R, P/R); else P is all-reduced
+  reductions      over unsharded dims -> local, S keeps its dim;  sum/mean over d -> P;
+                  other reductions over d -> error (redistribute first)
+  softmax-like    along an unsharded dim -> local;  along d -> error
+  matmul          S(row)@R -> S(row);  R@S(col) -> S(col);  S(k)@S(k) or S(k)@R -> P;
+                  batched dims sharded alike -> local
+  reshape         the sharded dim is remapped when its parts stay contiguous, else error
+  permute, expand the sharded dim moves with the dims
+  cat             along an unsharded dim -> local
+  getitem         slices of d: each rank keeps the part it owns (maybe uneven);  an int on d -> P
+Every R operand of an op with a non-R output passes `use_replicated`, so its gradient is summed
+over ranks (see functions.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backends import array_module
+from ..ops import comparison as cmp
+from ..ops import elementwise as ew
+from ..ops import indexing, linalg, reductions as red, shape as shp
+from ..tensor import Tensor
+from . import shape_rules
+from .dispatch import no_rule
+from .dtensor import DTensor, placement_of
+from .functions import redistribute, use_replicated
+from .placement import Partial, Replicate, Shard
+
+
+def run_local(cls, inputs, params, placement, shape, sizes=None) -> DTensor:
+    """Apply `cls` to the local parts and label the result with its global placement."""
+    return DTensor._wrap(cls.apply_local(tuple(inputs), params), placement, shape, sizes)
+
+
+def settle_partials(inputs: list) -> list:
+    """Sum Partial inputs over ranks (all-reduce), for ops that are not linear in them."""
+    return [redistribute(t, Replicate()) if placement_of(t).is_partial() else t for t in inputs]
+
+
+def slice_replicated(t: Tensor, dim: int, sizes) -> Tensor:
+    """This rank's part of a replicated operand along `dim`, gradient summed over ranks."""
+    from .dtensor import local_range
+
+    start, stop = local_range(sizes)
+    index = (slice(None),) * dim + (slice(start, stop),)
+    return indexing.GetItem.apply_local((use_replicated(t),), {"index": index})
+
+
+# ---- elementwise -------------------------------------------------------------------------------
+
+# How a Partial input may pass through a linear op: all inputs Partial, exactly one Partial times
+# replicated factors, or a Partial numerator over a replicated denominator.
+LINEAR_IN_PARTIAL = {
+    ew.Add: "all", ew.Sub: "all", ew.Neg: "all", ew.Clone: "all", ew.Cast: "all",
+    ew.ToDevice: "all", ew.Mul: "one", ew.Div: "first",
+}
+
+
+def _partial_passes(cls, placements) -> bool:
+    kind = LINEAR_IN_PARTIAL.get(cls)
+    partial = [p.is_partial() for p in placements]
+    others_replicated = all(p.is_replicate() for p in placements if not p.is_partial())
+    if kind == "all":
+        return all(partial)
+    if kind == "one":
+        return sum(partial) == 1 and others_replicated
+    if kind == "first":
+        return partial[0] and others_replicated
+    return False
+
+
+def elementwise(cls, inputs, params):
+    shape = tuple(np.broadcast_shapes(*(t.shape for t in inputs)))
+    placements = [placement_of(t) for t in inputs]
+    if any(p.is_partial() for p in placements):
+        if _partial_passes(cls, placements):
+            parts = [t if p.is_partial() else use_replicated(t) for t, p in zip(inputs, placements)]
+            return run_local(cls, parts, params, Partial(), shape)
+        inputs = settle_partials(inputs)
+        placements = [placement_of(t) for t in inputs]
+    shards = {(p.dim + len(shape) - t.ndim, t.sizes) for t, p in zip(inputs, placements) if p.is_shard()}
+    if not shards:
+        return run_local(cls, inputs, params, Replicate(), shape)
+    if len(shards) > 1:
+        raise no_rule(cls.__name__, inputs, "operands are sharded along different dims or unevenly")
+    (dim, sizes), = shards
+    parts = []
+    for t, p in zip(inputs, placements):
+        if p.is_shard():
+            parts.append(t)
+            continue
+        aligned = dim - (len(shape) - t.ndim)
+        spans = aligned >= 0 and t.shape[aligned] != 1
+        parts.append(slice_replicated(t, aligned, sizes) if spans else use_replicated(t))
+    return run_local(cls, parts, params, Shard(dim), shape, sizes)
+
+
+# ---- reductions ---------------------------------------------------------------------------------
+
+def _reduced(shape, axes, keepdim) -> tuple:
+    if axes is None:
+        return (1,) * len(shape) if keepdim else ()
+    return tuple(1 if i in axes else n for i, n in enumerate(shape) if keepdim or i not in axes)
+
+
+def reduction(cls, inputs, params):
+    """Sum, Mean, Amax, Var, LogSumExp, AnyAll: `axes` (None = all) and `keepdim` params."""
+    x = inputs[0]
+    axes, keepdim = params.get("axes"), params.get("keepdim", False)
+    shape = _reduced(x.shape, axes, keepdim)
+    p = placement_of(x)
+    if p.is_partial():
+        if cls in (red.Sum, red.Mean):
+            return run_local(cls, [x], params, Partial(), shape)
+        x, p = settle_partials([x])[0], Replicate()
+    if p.is_replicate():
+        return run_local(cls, [x], params, Replicate(), shape)
+    if axes is not None and p.dim not in axes:
+        dim = p.dim if keepdim else p.dim - sum(a < p.dim for a in axes)
+        return run_local(cls, [x], params, Shard(dim), shape, x.sizes)
+    if cls is red.Sum:
+        return run_local(red.Sum, [x], params, Partial(), shape)
+    if cls is red.Mean:  # local sum over the global count: the parts add up to the mean
+        total = red.Sum.apply_local((x,), params)
+        count = x.numel() // max(int(np.prod(shape)), 1)
+        xp = array_module(total.data)
+        scale = Tensor._make(xp.asarray(1 / count, dtype=total.data.dtype), False, None)
+        return run_local(ew.Mul, [total, scale], {}, Partial(), shape)
+    raise no_rule(cls.__name__, inputs, f"it reduces over the sharded dim {p.dim}, which needs the "
+                                        "whole dim on one rank")
+
+
+def along_dim(cls, inputs, params):
+    """Softmax, LogSoftmax, MaxAlongDim, ArgExtreme: one `dim` (None = flattened)."""
+    x = settle_partials(inputs[:1])[0]
+    dim, keepdim = params.get("dim"), params.get("keepdim", True)
+    shape_kept = cls in (red.Softmax, red.LogSoftmax)
+    shape = x.shape if shape_kept else _reduced(x.shape, None if dim is None else (dim,), keepdim)
+    p = placement_of(x)
+    if p.is_replicate():
+        return run_local(cls, [x], params, Replicate(), shape)
+    if dim is None or dim == p.dim:
+        raise no_rule(cls.__name__, [x], f"it works along the sharded dim {p.dim}")
+    new_dim = p.dim - (0 if shape_kept or keepdim or dim > p.dim else 1)
+    return run_local(cls, [x], params, Shard(new_dim), shape, x.sizes)
+
+
+# ---- matmul -------------------------------------------------------------------------------------
+
+def matmul(cls, inputs, params):
+    a, b = inputs
+    pa, pb = placement_of(a), placement_of(b)
+    if a.ndim < 2 or b.ndim < 2:
+        if not (pa.is_replicate() and pb.is_replicate()):
+            raise no_rule("matmul", inputs, "sharded 1-D operands; unsqueeze them to matrices")
+        return run_local(cls, [a, b], params, Replicate(), _matmul_shape(a.shape, b.shape))
+    shape = _matmul_shape(a.shape, b.shape)
+    if pa.is_partial() or pb.is_partial():  # P@R and R@P stay partial (matmul is linear)
+        if pa.is_partial() and pb.is_replicate() or pb.is_partial() and pa.is_replicate():
+            parts = [t if placement_of(t).is_partial() else use_replicated(t) for t in (a, b)]
+            return run_local(cls, parts, params, Partial(), shape)
+        a, b = settle_partials([a, b])
+        pa, pb = placement_of(a), placement_of(b)
+    if pa.is_replicate() and pb.is_replicate():
+        return run_local(cls, [a, b], params, Replicate(), shape)
+    ka, kb = a.ndim - 1, b.ndim - 2  # the contracted dims
+    if pa.is_shard(ka):  # S(k) @ S(k) or S(k) @ R -> Partial
+        if pb.is_shard(kb) and a.sizes == b.sizes:
+            return run_local(cls, [a, b], params, Partial(), shape)
+        if pb.is_replicate():
+            return run_local(cls, [a, slice_replicated(b, kb, a.sizes)], params, Partial(), shape)
+    elif pb.is_shard(kb) and pa.is_replicate():
+        return run_local(cls, [slice_replicated(a, ka, b.sizes), b], params, Partial(), shape)
+    elif pa.is_shard(a.ndim - 2) and pb.is_replicate():  # rows
+        return run_local(cls, [a, use_replicated(b)], params, Shard(len(shape) - 2), shape, a.sizes)
+    elif pb.is_shard(b.ndim - 1) and pa.is_replicate():  # columns
+        return run_local(cls, [use_replicated(a), b], params, Shard(len(shape) - 1), shape, b.sizes)
+    else:  # batch dims: the same output dim, sharded alike (replicated operands sliced)
+        return elementwise_batched(cls, [a, b], params, shape)
+    raise no_rule("matmul", inputs, "the contracted dims are sharded differently")
+
+
+def _matmul_shape(sa, sb) -> tuple:
+    if len(sa) == 1 and len(sb) == 1:
+        return ()
+    if len(sa) == 1:
+        return sb[:-2] + sb[-1:]
+    if len(sb) == 1:
+        return sa[:-1]
+    return tuple(np.broadcast_shapes(sa[:-2], sb[:-2])) + (sa[-2], sb[-1])
+
+
+def elementwise_batched(cls, inputs, params, shape):
+    """matmul with sharded batch dims: like elementwise over the batch dims."""
+    dims = {(placement_of(t).dim + len(shape) - t.ndim, t.sizes) for t in inputs if placement_of(t).is_shard()}
+    if len(dims) != 1 or next(iter(dims))[0] >= len(shape) - 2:
+        raise no_rule(cls.__name__, inputs, "operands are sharded along different dims")
+    (dim, sizes), = dims
+    parts = []
+    for t in inputs:
+        if placement_of(t).is_shard():
+            parts.append(t)
+            continue
+        aligned = dim - (len(shape) - t.ndim)
+        spans = aligned >= 0 and t.shape[aligned] != 1
+        parts.append(slice_replicated(t, aligned, sizes) if spans else use_replicated(t))
+    return run_local(cls, parts, params, Shard(dim), shape, sizes)
+
+
+# ---- the table ------------------------------------------------------------------------------------
+
+ELEMENTWISE = (
+    ew.Add, ew.Sub, ew.Mul, ew.Div, ew.Pow, ew.Maximum, ew.Minimum, ew.Where, ew.Neg, ew.Exp,
+    ew.Log, ew.Sqrt, ew.Rsqrt, ew.Abs, ew.Tanh, ew.Sigmoid, ew.Relu, ew.Gelu, ew.Sin, ew.Cos,
+    ew.Clamp, ew.Cast, ew.ToDevice, ew.Clone, cmp.Compare, cmp.LogicalNot,
+)
+REDUCTIONS = (red.Sum, red.Mean, red.Amax, red.Var, red.LogSumExp, cmp.AnyAll)
+ALONG_DIM = (red.Softmax, red.LogSoftmax, red.MaxAlongDim, cmp.ArgExtreme)
+
+RULES = {
+    **{cls: elementwise for cls in ELEMENTWISE},
+    **{cls: reduction for cls in REDUCTIONS},
+    **{cls: along_dim for cls in ALONG_DIM},
+    linalg.MatMul: matmul,
+    shp.Reshape: shape_rules.reshape,
+    shp.Permute: shape_rules.permute,
+    shp.BroadcastTo: shape_rules.broadcast_to,
+    shp.Cat: shape_rules.cat,
+    indexing.GetItem: shape_rules.getitem,
+}

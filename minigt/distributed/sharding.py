@@ -1,0 +1,70 @@
+"""Making DTensors: from a whole tensor (`shard`, `replicate`), from local parts (`from_local`),
+and automatically for data under GT_AUTO_SHARD=1."""
+from __future__ import annotations
+
+from ..autograd import Function
+from ..tensor import Tensor
+from . import collectives, world
+from .dtensor import DTensor, standard_sizes
+from .functions import redistribute
+from .placement import Partial, Placement, Replicate, Shard
+
+
+def shard(t: Tensor, dim: int = 0) -> DTensor:
+    """Split `t` (the same on every rank) along `dim`: rank r keeps its part, no communication."""
+    return redistribute(t, Shard(dim))
+
+
+def replicate(t: Tensor) -> DTensor:
+    """Declare `t` (the same on every rank) replicated."""
+    return redistribute(t, Replicate())
+
+
+class FromLocal(Function):
+    """Local parts taken as one DTensor;  the gradient of each part passes through."""
+
+    output_is_view = True
+
+    def forward(self, x):
+        return x
+
+    def backward(self, g):
+        return g
+
+
+def from_local(t: Tensor, placement: Placement, shape=None) -> DTensor:
+    """A DTensor whose part on this rank is `t`. For Shard, parts may differ in length; the
+    global shape is exchanged unless given (then every part must have the standard length)."""
+    if isinstance(t, DTensor):
+        raise TypeError("from_local: the tensor is already a DTensor; use .redistribute()")
+    local = FromLocal.apply_local((t,), {})
+    if isinstance(placement, Shard):
+        dim = placement.dim % max(t.ndim, 1)
+        if shape is None:
+            sizes = collectives.exchange_sizes(t.shape[dim])
+            shape = t.shape[:dim] + (sum(sizes),) + t.shape[dim + 1:]
+        else:
+            sizes = standard_sizes(shape[dim])
+            if sizes[world.rank()] != t.shape[dim]:
+                raise ValueError(f"from_local: rank {world.rank()}'s part has {t.shape[dim]} rows "
+                                 f"along dim {dim}, but shape {tuple(shape)} gives it {sizes[world.rank()]}")
+        return DTensor._wrap(local, Shard(dim), shape, sizes)
+    if not isinstance(placement, (Replicate, Partial)):
+        raise TypeError(f"from_local: unknown placement {placement!r}")
+    return DTensor._wrap(local, placement, t.shape if shape is None else shape)
+
+
+_announced = False
+
+
+def auto_shard(t: Tensor) -> Tensor:
+    """GT_AUTO_SHARD=1: data with a leading dim is split along it across ranks."""
+    global _announced
+    if not _announced:
+        _announced = True
+        if world.rank() == 0:
+            from ..backends import default_device
+
+            print(f"GT_AUTO_SHARD: {world.world_size()} rank(s), device {default_device()}",
+                  flush=True)
+    return shard(t, 0)

@@ -1,0 +1,300 @@
+"""How collective data travels: MPI for host memory; NCCL, CUDA-aware MPI or host copies for GPUs.
+
+A transport moves contiguous buffers: `send` in, a preallocated `recv` filled, counts in elements.
+`select_transport(array)` picks one per array; $MINIGT_COLLECTIVES=auto|nccl|mpi|host overrides
+the choice for GPU arrays. All paths give the same results. This file and minigt/backends are the
+only places that know about CuPy.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+
+import numpy as np
+
+from ..backends import array_module, cuda_available
+from . import world
+
+SETTINGS = ("auto", "nccl", "mpi", "host")
+_ENV = "MINIGT_COLLECTIVES"
+
+# Variables that ask an MPI library to accept GPU memory (Cray MPICH, MVAPICH, Open MPI).
+_CUDA_MPI_HINTS = ("MPICH_GPU_SUPPORT_ENABLED", "MV2_USE_CUDA", "OMPI_MCA_opal_cuda_support")
+
+
+def choose_path(on_gpu: bool, setting: str, nccl_ok: bool, cuda_aware: bool) -> str:
+    """'mpi', 'nccl' or 'host': host memory always goes through MPI; GPU memory per `setting`."""
+    if setting not in SETTINGS:
+        raise ValueError(f"{_ENV}={setting!r}: expected one of {', '.join(SETTINGS)}")
+    if not on_gpu:
+        return "mpi"
+    if setting == "nccl" and not nccl_ok:
+        raise RuntimeError(
+            f"{_ENV}=nccl, but NCCL is not usable here (cupy.cuda.nccl is missing, or ranks on "
+            "this machine outnumber its GPUs); use auto, mpi or host"
+        )
+    if setting != "auto":  # 'mpi' trusts you that MPI reads GPU memory, when detection missed it
+        return setting
+    if nccl_ok:
+        return "nccl"
+    return "mpi" if cuda_aware else "host"
+
+
+def select_transport(array):
+    """The transport that carries `array`'s buffers (the same choice on every rank)."""
+    on_gpu = array_module(array) is not np
+    return _transport(_path(on_gpu), on_gpu)
+
+
+def path_for_backend(name: str) -> str:
+    """The path collectives of 'numpy' or 'cupy' arrays take here ('n/a' for cupy without a GPU)."""
+    if name == "cupy" and not cuda_available():
+        return "n/a"
+    return _path(on_gpu=name == "cupy")
+
+
+def _path(on_gpu: bool) -> str:
+    setting = os.environ.get(_ENV, "auto")
+    return choose_path(on_gpu, setting, on_gpu and nccl_available(), on_gpu and cuda_aware_mpi())
+
+
+@functools.cache
+def _transport(path: str, on_gpu: bool):
+    comm = world.comm()
+    if path == "nccl":
+        return NCCLTransport(comm)
+    if path == "host":
+        return HostCopyTransport(MPITransport(comm, on_gpu=False))
+    return MPITransport(comm, on_gpu)
+
+
+# ---- what this machine offers --------------------------------------------------------------------
+
+
+@functools.cache
+def nccl_available() -> bool:
+    """True when CuPy has NCCL and each rank on this machine can have a GPU of its own."""
+    try:
+        from cupy.cuda import nccl
+    except ImportError:
+        return False
+    return getattr(nccl, "available", True) and world.local_size() <= gpu_count()
+
+
+@functools.cache
+def cuda_aware_mpi() -> bool:
+    """Best guess whether the MPI library reads GPU memory directly (see _mpix_query_cuda)."""
+    answer = _mpix_query_cuda()
+    if answer is not None:
+        return answer
+    return "cuda" in _memory_alloc_kinds() or _cuda_hint_in(os.environ)
+
+
+def _mpix_query_cuda() -> bool | None:
+    """Ask the loaded MPI library's MPIX_Query_cuda_support() (Open MPI, MPICH >= 4.1), if any.
+
+    mpi4py does not wrap this extension, so find the library in this process's memory map
+    and call it through ctypes. None when the library has no such function (or not on Linux).
+    """
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "/libmpi" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:  # RTLD_NOLOAD: only look at a library that is already loaded
+            query = ctypes.CDLL(path, mode=os.RTLD_NOLOAD).MPIX_Query_cuda_support
+        except (OSError, AttributeError):
+            continue
+        query.restype, query.argtypes = ctypes.c_int, []
+        return bool(query())
+    return None
+
+
+def _memory_alloc_kinds() -> str:
+    """MPI 4.1's 'mpi_memory_alloc_kinds' of COMM_WORLD, e.g. 'mpi,system,cuda:device'."""
+    if world.comm() is None:
+        return ""
+    from mpi4py import MPI
+
+    return dict(MPI.COMM_WORLD.Get_info().items()).get("mpi_memory_alloc_kinds", "")
+
+
+def _cuda_hint_in(environ) -> bool:
+    """Whether the environment switches on an MPI's GPU support (a hint, not proof)."""
+    return any(environ.get(name, "").lower() in ("1", "true", "yes") for name in _CUDA_MPI_HINTS)
+
+
+# ---- CuPy helpers (world.py and `python -m minigt info` use them) --------------------------------
+
+
+def gpu_count() -> int:
+    """How many GPUs this process sees (0 without CuPy)."""
+    if not cuda_available():
+        return 0
+    import cupy
+
+    return cupy.cuda.runtime.getDeviceCount()
+
+
+def use_gpu(index: int) -> None:
+    """Make GPU `index` current for this process."""
+    import cupy
+
+    cupy.cuda.Device(index).use()
+
+
+def gpu_names() -> list[str]:
+    """'cuda:N <name>' for each visible GPU."""
+    if not cuda_available():
+        return []
+    import cupy
+
+    props = cupy.cuda.runtime.getDeviceProperties
+    return [f"cuda:{i} {props(i)['name'].decode()}" for i in range(gpu_count())]
+
+
+# ---- the transports ------------------------------------------------------------------------------
+
+
+class MPITransport:
+    """mpi4py's buffer methods: host memory, or GPU memory with a CUDA-aware MPI."""
+
+    name = "mpi"
+
+    def __init__(self, comm, on_gpu: bool):
+        self.comm, self.on_gpu = comm, on_gpu
+
+    def _ready(self) -> None:
+        """Wait for queued GPU work: MPI knows no CUDA streams, and must read finished data."""
+        if self.on_gpu:
+            import cupy
+
+            cupy.cuda.get_current_stream().synchronize()
+
+    def allreduce(self, send, recv, op: str) -> None:
+        self._ready()
+        self.comm.Allreduce(send, recv, op=_mpi_op(op))
+
+    def allgatherv(self, send, recv, counts: list[int]) -> None:
+        self._ready()
+        self.comm.Allgatherv(send, [recv, counts])  # mpi4py packs parts back to back
+
+    def reduce_scatter(self, send, recv, counts: list[int], op: str) -> None:
+        self._ready()
+        self.comm.Reduce_scatter(send, recv, counts, op=_mpi_op(op))
+
+    def bcast(self, buf, root: int) -> None:
+        self._ready()
+        self.comm.Bcast(buf, root=root)
+
+
+class HostCopyTransport:
+    """GPU arrays staged through host memory, for an MPI that cannot read GPU memory."""
+
+    name = "host"
+
+    def __init__(self, mpi: MPITransport):
+        self.mpi = mpi
+
+    def allreduce(self, send, recv, op: str) -> None:
+        self._staged(self.mpi.allreduce, send, recv, op)
+
+    def allgatherv(self, send, recv, counts: list[int]) -> None:
+        self._staged(self.mpi.allgatherv, send, recv, counts)
+
+    def reduce_scatter(self, send, recv, counts: list[int], op: str) -> None:
+        self._staged(self.mpi.reduce_scatter, send, recv, counts, op)
+
+    def bcast(self, buf, root: int) -> None:
+        host = buf.get()
+        self.mpi.bcast(host, root)
+        buf.set(host)
+
+    @staticmethod
+    def _staged(move, send, recv, *args) -> None:
+        host_recv = np.empty(recv.shape, recv.dtype)
+        move(send.get(), host_recv, *args)  # get() is a blocking copy: it waits for the GPU
+        recv.set(host_recv)
+
+
+class NCCLTransport:
+    """NCCL on the current CUDA stream; uneven parts use grouped broadcasts / reduces."""
+
+    name = "nccl"
+
+    def __init__(self, comm):
+        self.comm = comm
+        self._nccl_comm = None  # made on first use: creating it is collective
+
+    def _nccl(self):
+        from cupy.cuda import nccl
+
+        if self._nccl_comm is None:
+            # Rank 0 makes the id (metadata, so pickled bcast is fine); bind_device ran already.
+            uid = self.comm.bcast(nccl.get_unique_id() if self.comm.Get_rank() == 0 else None)
+            self._nccl_comm = nccl.NcclCommunicator(self.comm.Get_size(), uid, self.comm.Get_rank())
+        return nccl, self._nccl_comm
+
+    def allreduce(self, send, recv, op: str) -> None:
+        nccl, comm = self._nccl()
+        comm.allReduce(send.data.ptr, recv.data.ptr, send.size, _dtype(nccl, send), _op(nccl, op),
+                       _stream())
+
+    def allgatherv(self, send, recv, counts: list[int]) -> None:
+        nccl, comm = self._nccl()
+        dtype, stream = _dtype(nccl, send), _stream()
+        if len(set(counts)) == 1:
+            comm.allGather(send.data.ptr, recv.data.ptr, send.size, dtype, stream)
+            return
+        nccl.groupStart()  # rank r broadcasts its part into its slot of recv
+        for root, (start, count) in enumerate(_slots(counts, recv.itemsize)):
+            comm.broadcast(send.data.ptr, recv.data.ptr + start, count, dtype, root, stream)
+        nccl.groupEnd()
+
+    def reduce_scatter(self, send, recv, counts: list[int], op: str) -> None:
+        nccl, comm = self._nccl()
+        dtype, nccl_op, stream = _dtype(nccl, send), _op(nccl, op), _stream()
+        if len(set(counts)) == 1:
+            comm.reduceScatter(send.data.ptr, recv.data.ptr, recv.size, dtype, nccl_op, stream)
+            return
+        nccl.groupStart()  # slot r of every rank's send is reduced onto rank r
+        for root, (start, count) in enumerate(_slots(counts, send.itemsize)):
+            comm.reduce(send.data.ptr + start, recv.data.ptr, count, dtype, nccl_op, root, stream)
+        nccl.groupEnd()
+
+    def bcast(self, buf, root: int) -> None:
+        nccl, comm = self._nccl()
+        comm.broadcast(buf.data.ptr, buf.data.ptr, buf.size, _dtype(nccl, buf), root, _stream())
+
+
+def _mpi_op(op: str):
+    from mpi4py import MPI
+
+    return getattr(MPI, op.upper())  # MPI.SUM, MPI.MAX, MPI.MIN
+
+
+def _slots(counts: list[int], itemsize: int):
+    """(byte offset, count) of each rank's part in a buffer holding them back to back."""
+    start = 0
+    for count in counts:
+        yield start, count
+        start += count * itemsize
+
+
+def _dtype(nccl, array) -> int:
+    try:  # NCCL_FLOAT32, NCCL_INT64, NCCL_UINT8, ... follow NumPy's names
+        return getattr(nccl, f"NCCL_{array.dtype.name.upper()}")
+    except AttributeError:
+        raise TypeError(f"NCCL cannot carry dtype {array.dtype}") from None
+
+
+def _op(nccl, op: str) -> int:
+    return getattr(nccl, f"NCCL_{op.upper()}")  # NCCL_SUM, NCCL_MAX, NCCL_MIN
+
+
+def _stream() -> int:
+    import cupy
+
+    return cupy.cuda.get_current_stream().ptr

@@ -1,0 +1,143 @@
+"""The job: which rank this process is, how many there are, and which GPU it drives.
+
+One process per GPU runs the same program (SPMD), started by an MPI launcher such as
+`mpirun -n 4 python train.py`. Without a launcher minigt is rank 0 of 1 and never touches MPI.
+mpi4py is imported on first use, not when minigt is imported: it costs startup time, and
+importing it starts MPI. That first use (any function below) is collective: every rank makes
+it, as every rank runs the same program.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import traceback
+from dataclasses import dataclass
+
+from ..backends import cuda_available
+
+# What each launcher sets in the processes it starts: (rank variable, size variable or None).
+_LAUNCHER_VARIABLES = (
+    ("PMI_RANK", "PMI_SIZE"),  # MPICH's hydra, Intel MPI
+    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),  # Open MPI
+    ("MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE"),  # MVAPICH
+    ("PMIX_RANK", None),  # PMIx launchers (prterun, srun --mpi=pmix)
+)
+
+
+@dataclass(frozen=True)
+class _World:
+    comm: object  # an mpi4py communicator, or None when running alone
+    rank: int
+    size: int
+    local_rank: int  # rank among the processes on this machine
+    local_size: int
+
+
+_world: _World | None = None
+
+
+def launcher_rank_size(environ=None) -> tuple[int, int | None] | None:
+    """(rank, size) announced by an MPI launcher's environment (size None if not said), or None."""
+    environ = os.environ if environ is None else environ
+    for rank_name, size_name in _LAUNCHER_VARIABLES:
+        if rank_name in environ:
+            size = environ.get(size_name) if size_name else None
+            return int(environ[rank_name]), None if size is None else int(size)
+    return None
+
+
+def init() -> None:
+    """Join the job (collective on first call, then free); every function below calls it."""
+    global _world
+    if _world is not None:
+        return
+    _world = _join()
+    if _world.size > 1:
+        _install_abort_on_error(_world.comm, _world.rank)
+    if _world.comm is not None:  # launched: one GPU per rank (alone, keep the current one)
+        bind_device()
+
+
+def _join() -> _World:
+    alone = _World(comm=None, rank=0, size=1, local_rank=0, local_size=1)
+    launched = launcher_rank_size()
+    if launched is None:
+        return alone
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        if (launched[1] or 1) > 1:  # N copies each thinking it is alone would be silently wrong
+            raise RuntimeError(
+                f"launched as one of {launched[1]} MPI processes, but mpi4py is not installed: "
+                "pip install mpi4py (and an MPI, e.g. pip install mpich)"
+            ) from None
+        return alone
+    # A private copy of COMM_WORLD, so a user's own MPI messages never mix with ours.
+    comm = MPI.COMM_WORLD.Dup()
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)  # the ranks sharing this machine's memory
+    local_rank, local_size = node.Get_rank(), node.Get_size()
+    node.Free()
+    return _World(comm, comm.Get_rank(), comm.Get_size(), local_rank, local_size)
+
+
+def rank() -> int:
+    """This process's rank, 0 <= rank < world_size()."""
+    init()
+    return _world.rank
+
+
+def world_size() -> int:
+    """How many processes run the program (1 without an MPI launcher)."""
+    init()
+    return _world.size
+
+
+def local_rank() -> int:
+    """This process's rank among those on the same machine."""
+    init()
+    return _world.local_rank
+
+
+def local_size() -> int:
+    """How many of the job's processes run on this machine."""
+    init()
+    return _world.local_size
+
+
+def comm():
+    """The mpi4py communicator minigt uses (a copy of COMM_WORLD), or None when not launched."""
+    init()
+    return _world.comm
+
+
+def bind_device() -> str:
+    """Make GPU local_rank % GPU count current on this rank; returns it ('cpu' without CuPy)."""
+    if not cuda_available():
+        return "cpu"
+    from .transports import gpu_count, use_gpu
+
+    index = local_rank() % gpu_count()
+    use_gpu(index)
+    return f"cuda:{index}"
+
+
+def _install_abort_on_error(comm, rank: int) -> None:
+    """End the whole job on an uncaught exception here, instead of leaving the others waiting.
+
+    Without this the failed rank exits while the others block forever in their next collective.
+    """
+
+    def report_and_abort(exc_type, exc, tb) -> None:
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        sys.stdout.flush()
+        sys.stderr.write("".join(f"[rank {rank}] {line}\n" for line in text.splitlines()))
+        sys.stderr.flush()
+        comm.Abort(1)
+
+    def thread_hook(args) -> None:
+        if not issubclass(args.exc_type, SystemExit):  # threading ignores SystemExit too
+            report_and_abort(args.exc_type, args.exc_value, args.exc_traceback)
+
+    sys.excepthook = report_and_abort
+    threading.excepthook = thread_hook
