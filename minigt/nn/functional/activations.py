@@ -1,0 +1,25 @@
+"""Activations and dropout. relu, gelu, softmax and log_softmax are core ops (re-exported by the
+package); dropout is built from them here, so the core gradient checks cover it."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...backends import to_device
+from ...creation import generator
+from ...tensor import Tensor
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """x · m / (1 - p) with m ~ Bernoulli(1 - p) elementwise; the identity when not training.
+
+    The mask is one constant factor of a product, so backward reuses exactly the forward's mask.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    # Draw in float32 on the CPU from minigt's generator (manual_seed makes it repeatable); build
+    # the mask in x's dtype in place, with no float64 temporary.
+    scale = (generator().random(x.shape, dtype=np.float32) >= p).astype(x.dtype)
+    scale *= 1.0 / (1.0 - p) if p < 1.0 else 0.0
+    return x * Tensor._make(to_device(scale, x.device), False, None)

@@ -1,0 +1,81 @@
+"""Linear maps and lookups: linear, embedding, one_hot."""
+from __future__ import annotations
+
+from ...autograd import Function
+from ...backends import array_module
+from ...ops import where
+from ...ops.dims import same_device
+from ...tensor import Tensor
+
+
+class LinearFn(Function):
+    """y = x Wᵀ + b over the rows of x (its leading dims flattened);
+    dx = g W,  dW = gᵀ x,  db = Σ_rows g
+    """
+
+    def forward(self, x, weight, *bias):
+        self.x_shape, self.weight = x.shape, weight
+        self.rows = x.reshape(-1, x.shape[-1])  # a view when x is contiguous
+        y = self.rows @ weight.T
+        if bias:
+            y += bias[0]
+        return y.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    def backward(self, g):
+        g = g.reshape(-1, g.shape[-1])
+        needs = self.needs_input_grad
+        gx = (g @ self.weight).reshape(self.x_shape) if needs[0] else None
+        # gᵀ x is (out, in), the weight's own layout: no transposed copy when it is stored.
+        gw = g.T @ self.rows if needs[1] else None
+        if len(needs) == 2:
+            return gx, gw
+        return gx, gw, (g.sum(axis=0) if needs[2] else None)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x Wᵀ + b, with W of shape (out_features, in_features) as in PyTorch; x is (..., in)."""
+    if x.ndim == 0 or weight.ndim != 2 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input of shape {x.shape} does not fit weight {weight.shape}: the last dim "
+            f"must be in_features={weight.shape[-1]}"
+        )
+    if bias is not None and bias.shape != weight.shape[:1]:
+        raise ValueError(f"linear: bias has shape {bias.shape}, expected {weight.shape[:1]}")
+    same_device("linear", x, weight, *([] if bias is None else [bias]))
+    return LinearFn.apply(x, weight) if bias is None else LinearFn.apply(x, weight, bias)
+
+
+def embedding(index: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:
+    """Rows of `weight` picked by the integer tensor `index`: out[..., :] = weight[index[...], :].
+
+    Positions whose index is `padding_idx` pass no gradient to that row (the forward is unchanged).
+    """
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be an integer tensor, got {index.dtype}")
+    rows = weight.shape[0]
+    if index.numel() and not (index.data.min() >= 0 and index.data.max() < rows):
+        bad = index.data[(index.data < 0) | (index.data >= rows)].ravel()[0]
+        raise IndexError(
+            f"embedding: index {int(bad)} is out of range for {rows} rows (expected 0..{rows - 1})"
+        )
+    out = weight[index]
+    if padding_idx is not None:
+        keep = (index != padding_idx % rows).unsqueeze(-1)
+        out = where(keep, out, out.detach())
+    return out
+
+
+def one_hot(index: Tensor, num_classes: int = -1) -> Tensor:
+    """An int64 tensor with a trailing dim of `num_classes`: 1 at each index, 0 elsewhere."""
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: expects an integer tensor, got {index.dtype}")
+    data = index.data
+    if num_classes < 0:
+        num_classes = int(data.max()) + 1 if data.size else 0
+    if data.size and (data.min() < 0 or data.max() >= num_classes):
+        raise ValueError(
+            f"one_hot: values must be in [0, {num_classes}) for num_classes={num_classes}, got "
+            f"min {int(data.min())}, max {int(data.max())}"
+        )
+    xp = array_module(data)
+    return Tensor._make((data[..., None] == xp.arange(num_classes)).astype(xp.int64), False, None)

@@ -1,0 +1,29 @@
+"""Parameter: a tensor that a Module registers as learnable."""
+from __future__ import annotations
+
+from ..creation import as_array
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A leaf tensor that requires grad by default; assigning one to a Module attribute registers it.
+
+    >>> w = Parameter(minigt.randn(3, 2))    # shares the given tensor's storage
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, data=None, requires_grad: bool = True):
+        if data is None:
+            data = as_array([], None, None)
+        elif isinstance(data, Tensor):
+            data = data.data  # share storage, as torch.nn.Parameter(t) does
+        else:
+            data = as_array(data, None, None)
+        return cls._make(data, False, None)
+
+    def __init__(self, data=None, requires_grad: bool = True):
+        self.requires_grad_(requires_grad)  # __new__ built it; this also rejects integer data
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
