@@ -26,7 +26,10 @@ from ..ops import comparison as cmp
 from ..ops import elementwise as ew
 from ..ops import indexing, linalg, reductions as red, shape as shp
 from ..tensor import Tensor
-from . import shape_rules
+from ..nn.functional.linear import LinearFn
+from ..nn.functional.losses import CrossEntropyFn
+from ..nn.functional.normalization import LayerNormFn
+from . import nn_rules, shape_rules
 from .dispatch import no_rule
 from .dtensor import DTensor, placement_of
 from .functions import redistribute, use_replicated
@@ -62,8 +65,10 @@ LINEAR_IN_PARTIAL = {
 }
 
 
-def _partial_passes(cls, placements) -> bool:
+def _partial_passes(cls, placements, params) -> bool:
     kind = LINEAR_IN_PARTIAL.get(cls)
+    if cls is ew.Cast and np.dtype(params["dtype"]).kind not in "fc":
+        return False  # rounding to integers or bools is not linear: sum the parts first
     partial = [p.is_partial() for p in placements]
     others_replicated = all(p.is_replicate() for p in placements if not p.is_partial())
     if kind == "all":
@@ -79,7 +84,7 @@ def elementwise(cls, inputs, params):
     shape = tuple(np.broadcast_shapes(*(t.shape for t in inputs)))
     placements = [placement_of(t) for t in inputs]
     if any(p.is_partial() for p in placements):
-        if _partial_passes(cls, placements):
+        if _partial_passes(cls, placements, params):
             parts = [t if p.is_partial() else use_replicated(t) for t, p in zip(inputs, placements)]
             return run_local(cls, parts, params, Partial(), shape)
         inputs = settle_partials(inputs)
@@ -90,6 +95,8 @@ def elementwise(cls, inputs, params):
     if len(shards) > 1:
         raise no_rule(cls.__name__, inputs, "operands are sharded along different dims or unevenly")
     (dim, sizes), = shards
+    if sum(sizes) != shape[dim]:
+        raise no_rule(cls.__name__, inputs, f"it would broadcast the sharded dim {dim} of length 1")
     parts = []
     for t, p in zip(inputs, placements):
         if p.is_shard():
@@ -202,6 +209,8 @@ def elementwise_batched(cls, inputs, params, shape):
     if len(dims) != 1 or next(iter(dims))[0] >= len(shape) - 2:
         raise no_rule(cls.__name__, inputs, "operands are sharded along different dims")
     (dim, sizes), = dims
+    if sum(sizes) != shape[dim]:
+        raise no_rule(cls.__name__, inputs, f"it would broadcast the sharded dim {dim} of length 1")
     parts = []
     for t in inputs:
         if placement_of(t).is_shard():
@@ -233,4 +242,7 @@ RULES = {
     shp.BroadcastTo: shape_rules.broadcast_to,
     shp.Cat: shape_rules.cat,
     indexing.GetItem: shape_rules.getitem,
+    LinearFn: nn_rules.linear,
+    LayerNormFn: nn_rules.layer_norm,
+    CrossEntropyFn: nn_rules.cross_entropy,
 }

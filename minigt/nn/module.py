@@ -5,6 +5,7 @@ Assigning a `Parameter` or a `Module` to an attribute registers it, so `paramete
 """
 from __future__ import annotations
 
+import functools
 from collections import namedtuple
 from typing import Callable, Iterator
 
@@ -12,10 +13,22 @@ import numpy as np
 
 from ..autograd import no_grad
 from ..backends import parse_device, to_device
+from ..creation import no_auto_shard
 from ..tensor import Tensor
 from .parameter import Parameter
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+def _without_auto_shard(init):
+    """Wrap a Module's __init__ so the parameters it creates are never auto-sharded."""
+
+    @functools.wraps(init)
+    def build(self, *args, **kwargs):
+        with no_auto_shard():
+            init(self, *args, **kwargs)
+
+    return build
 
 
 class Module:
@@ -42,8 +55,15 @@ class Module:
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _without_auto_shard(cls.__dict__["__init__"])
+
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        # Tensors a module makes for itself (masks, positions) are constants, never data to shard.
+        with no_auto_shard():
+            return self.forward(*args, **kwargs)
 
     # ---- registration ------------------------------------------------------------------------
     def __setattr__(self, name: str, value) -> None:

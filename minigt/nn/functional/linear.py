@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from ...autograd import Function
+import numpy as np
+
 from ...backends import array_module
 from ...ops import where
 from ...ops.dims import same_device
@@ -70,6 +72,8 @@ def one_hot(index: Tensor, num_classes: int = -1) -> Tensor:
     if index.dtype.kind not in "iu":
         raise TypeError(f"one_hot: expects an integer tensor, got {index.dtype}")
     data = index.data
+    if num_classes < 0 and index.placement is not None:
+        raise ValueError("one_hot: give num_classes for a sharded tensor (each rank sees only its part)")
     if num_classes < 0:
         num_classes = int(data.max()) + 1 if data.size else 0
     if data.size and (data.min() < 0 or data.max() >= num_classes):
@@ -77,5 +81,5 @@ def one_hot(index: Tensor, num_classes: int = -1) -> Tensor:
             f"one_hot: values must be in [0, {num_classes}) for num_classes={num_classes}, got "
             f"min {int(data.min())}, max {int(data.max())}"
         )
-    xp = array_module(data)
-    return Tensor._make((data[..., None] == xp.arange(num_classes)).astype(xp.int64), False, None)
+    classes = Tensor._make(array_module(data).arange(num_classes), False, None)
+    return (index.unsqueeze(-1) == classes).to(np.int64)  # core ops, so sharded indices work

@@ -19,7 +19,7 @@ class CrossEntropyFn(Function):
     ignored);  dx_i = r_i (softmax(x_i) - q_i), r_i the reduction's weight of row i
     """
 
-    def forward(self, logits, *, target, reduction, label_smoothing, ignore_index):
+    def forward(self, logits, target, *, reduction, label_smoothing, ignore_index):
         xp = array_module(logits)
         n, classes = logits.shape
         shifted = logits - logits.max(axis=1, keepdims=True)
@@ -51,7 +51,7 @@ class CrossEntropyFn(Function):
             dx -= self.smoothing / dx.shape[1]
         row_weight = self.valid * (g if self.reduction != "mean" else g / self.count)
         dx *= row_weight.astype(dx.dtype, copy=False)[:, None]
-        return dx
+        return dx, None
 
 
 def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean",  # noqa: A002
@@ -88,7 +88,7 @@ def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean",  # noq
         logits = input.reshape(1, classes)
     elif input.ndim > 2:
         logits = input.permute(0, *range(2, input.ndim), 1).reshape(-1, classes)
-    loss = CrossEntropyFn.apply(logits, target=labels.reshape(-1), reduction=reduction,
+    loss = CrossEntropyFn.apply(logits, target.reshape(-1), reduction=reduction,
                                 label_smoothing=float(label_smoothing), ignore_index=ignore_index)
     return loss.reshape(target.shape) if reduction == "none" else loss
 
