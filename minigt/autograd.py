@@ -182,13 +182,14 @@ def _checked_parents(fn: Function):
     return fn.parents()
 
 
-def accumulate_into(tensor, grad) -> None:
-    """tensor.grad += grad, creating .grad (an owned copy) on first use."""
+def accumulate_into(tensor, grad, owned: bool = False) -> None:
+    """tensor.grad += grad, creating .grad on first use. `owned` says no one else holds `grad`,
+    so it can become .grad without a copy."""
     grad = ensure_array(grad)
     if grad.dtype != tensor.data.dtype:
-        grad = grad.astype(tensor.data.dtype)
+        grad, owned = grad.astype(tensor.data.dtype), True
     if tensor.grad is None:
-        tensor.grad = tensor._grad_from(grad.copy())
+        tensor.grad = tensor._grad_from(grad if owned else grad.copy())
     else:
         tensor.grad.data = tensor.grad.data + grad
 
@@ -221,6 +222,7 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
         return
 
     pending = {tensor.grad_fn: grad}
+    handed_out = {id(grad)}  # arrays given to some .grad or pending: a second taker must copy
     for fn in _graph_in_order(tensor.grad_fn):
         grad = pending.pop(fn, None)
         if grad is None:  # no path from the root carried a gradient here
@@ -237,11 +239,14 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
                 continue
             g = reduce_to_shape(g, t.data.shape)
             if t.grad_fn is None:
-                accumulate_into(t, g)
+                # A fresh array (not a view, not handed out before) can become .grad as it is.
+                accumulate_into(t, g, owned=g.base is None and id(g) not in handed_out)
+                handed_out.add(id(g))
             elif t.grad_fn in pending:
                 pending[t.grad_fn] = pending[t.grad_fn] + g
             else:
                 pending[t.grad_fn] = g
+                handed_out.add(id(g))
         if not retain_graph:
             fn.release()
     for hook in post_backward_hooks:

@@ -61,7 +61,7 @@ class Sub(Function):
         return a - b
 
     def backward(self, g):
-        return g, -g
+        return g, (-g if self.needs_input_grad[1] else None)
 
 
 class Mul(Function):
@@ -72,7 +72,8 @@ class Mul(Function):
         return a * b
 
     def backward(self, g):
-        return g * self.b, g * self.a
+        needs = self.needs_input_grad
+        return (g * self.b if needs[0] else None), (g * self.a if needs[1] else None)
 
 
 class Div(Function):
