@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     run.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $MINIGT_DEVICE or cpu)")
     run.add_argument("--data", choices=["synthetic", "digits"], default="synthetic")
+    run.add_argument("--tp", type=int, default=1,
+                     help="tensor-parallel size: ranks sharing each layer (data parallel = ranks / tp)")
     out = p.add_argument_group("output")
     out.add_argument("--checkpoint", help="save model and optimizer here after every epoch")
     out.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -84,7 +86,7 @@ def batch_tensors(images, labels, args):
     already when set)."""
     x = gt.tensor(images, dtype=args.dtype, device=args.device)
     y = gt.tensor(labels, device=args.device)
-    if dist.world_size() > 1 and x.placement is None:
+    if dist.data_group().size > 1 and x.placement is None:
         x, y = dist.shard(x, 0), dist.shard(y, 0)
     return x, y
 
@@ -101,8 +103,10 @@ def evaluate(model, images, labels, args) -> float:
 
 def train(args) -> dict:
     gt.manual_seed(args.seed)
+    dist.init_parallel(tensor_parallel=args.tp)
     (images, labels), held_out = load_data(args)
-    model = PixelTransformer(args.img, args.seq, args.dim, args.heads, args.layers, args.ff)
+    model = PixelTransformer(args.img, args.seq, args.dim, args.heads, args.layers, args.ff,
+                             parallel=args.tp > 1)
     model.to(args.device or gt.backends.default_device()).to(np.dtype(args.dtype))
     optim_class = gt.optim.SGD if args.optim == "sgd" else gt.optim.Adam
     optimizer = optim_class(model.parameters(), lr=args.lr)
@@ -141,9 +145,12 @@ def train(args) -> dict:
         history["step_losses"].extend(losses)
         line = f"Epoch {epoch}/{args.epochs}: Loss = {record['loss']:.4f}, Acc = {record['acc']:.2f}%"
         progress.write(line + (f", Held-out Acc = {record['test_acc']:.2f}%" if held_out else ""))
-        if args.checkpoint and dist.rank() == 0:  # parameters are replicated: one writer
-            gt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "epoch": epoch, "history": history}, args.checkpoint)
+        if args.checkpoint:
+            state = {"model": model.state_dict(),  # whole parameters (collective under --tp)
+                     "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history}
+            if dist.rank() == 0:  # every rank holds the same values: one writer
+                gt.save(state, args.checkpoint)
+            dist.barrier()  # nobody reads the file before it is complete
     progress.close()
     return {
         "config": vars(args),

@@ -13,7 +13,8 @@ from .dtensor import DTensor
 from .functions import all_gather, all_reduce, broadcast, reduce_scatter, redistribute
 from .placement import Partial, Placement, Replicate, Shard
 from .sharding import auto_shard, from_local, replicate, shard
-from .world import local_rank, rank, world_size
+from .tensor_parallel import ColumnParallelLinear, RowParallelLinear
+from .world import data_group, init_parallel, local_rank, rank, tensor_group, world_size
 
 
 def barrier() -> None:
@@ -25,7 +26,8 @@ def barrier() -> None:
 
 __all__ = [
     "DTensor", "Placement", "Replicate", "Shard", "Partial", "ShardingError",
-    "rank", "world_size", "local_rank", "barrier",
+    "rank", "world_size", "local_rank", "barrier", "init_parallel", "data_group", "tensor_group",
+    "ColumnParallelLinear", "RowParallelLinear",
     "shard", "replicate", "from_local", "redistribute", "auto_shard",
     "all_reduce", "all_gather", "reduce_scatter", "broadcast",
 ]

@@ -2,7 +2,9 @@
 
 No autograd here (minigt.distributed.functions wraps these in Functions). Tensor data moves only
 through buffers (mpi4py's upper-case methods, or NCCL), never through pickle. Parts along `dim`
-may differ in length between ranks, and may be empty. With one rank each call is a copy.
+may differ in length between ranks, and may be empty. Each call runs among the ranks of a `group`
+(minigt.distributed.world.Group; the whole world when None), where ranks, sizes and roots are
+group ranks. In a group of one each call is a copy.
 """
 from __future__ import annotations
 
@@ -14,103 +16,123 @@ import numpy as np
 from ..backends import array_module
 from . import trace, world
 from .transports import select_transport
+from .world import Group
 
 REDUCE_OPS = ("sum", "mean", "max", "min")
 
 
-def shard_sizes(n: int, world_size: int) -> list[int]:
-    """Lengths of the parts when n rows are split over world_size ranks (first ranks get more)."""
-    base, extra = divmod(n, world_size)
-    return [base + (r < extra) for r in range(world_size)]
+def shard_sizes(n: int, size: int) -> list[int]:
+    """Lengths of the parts when n rows are split over `size` ranks (first ranks get more)."""
+    base, extra = divmod(n, size)
+    return [base + (r < extra) for r in range(size)]
 
 
-def shard_range(n: int, world_size: int, rank: int) -> tuple[int, int]:
+def shard_range(n: int, size: int, rank: int) -> tuple[int, int]:
     """[start, stop) of rank's part of n rows split the shard_sizes way."""
-    base, extra = divmod(n, world_size)
+    base, extra = divmod(n, size)
     start = rank * base + min(rank, extra)
     return start, start + base + (rank < extra)
 
 
-def exchange_sizes(n: int) -> list[int]:
-    """Every rank's `n`, in rank order (a small Allgather)."""
-    if world.world_size() == 1:
+def exchange_sizes(n: int, *, group: Group | None = None) -> list[int]:
+    """Every group rank's `n`, in group rank order (a small Allgather)."""
+    g = _group(group)
+    if g.size == 1:
         return [n]
-    sizes = np.empty(world.world_size(), np.int64)
-    world.comm().Allgather(np.array([n], np.int64), sizes)
+    sizes = np.empty(g.size, np.int64)
+    g.comm.Allgather(np.array([n], np.int64), sizes)
     return sizes.tolist()
 
 
-def all_reduce(array, op: str = "sum"):
-    """`array` combined elementwise over all ranks by op ('sum', 'mean', 'max', 'min')."""
+def all_reduce(array, op: str = "sum", *, group: Group | None = None):
+    """`array` combined elementwise over the group's ranks by op ('sum', 'mean', 'max', 'min')."""
     _check_op(op, array.dtype)
-    if world.world_size() == 1:
+    g = _group(group)
+    if g.size == 1:
         return array.copy()
     send = _wire(array)
     recv = array_module(send).empty_like(send)
-    transport = select_transport(send)
-    with trace.span("all_reduce", "collective", bytes=send.nbytes, op=op, path=transport.name):
+    transport = select_transport(send, g)
+    with _span("all_reduce", g, transport, bytes=send.nbytes, op=op):
         transport.allreduce(send, recv, _wire_op(op, array.dtype))
-    return _unwire(recv, array.dtype, op)
+    return _unwire(recv, array.dtype, op, g.size)
 
 
-def all_gather(array, dim: int = 0, sizes: Sequence[int] | None = None):
-    """Every rank's `array` joined along `dim`; `sizes` (each rank's length there) saves a step."""
+def all_gather(array, dim: int = 0, sizes: Sequence[int] | None = None, *,
+               group: Group | None = None):
+    """Every group rank's `array` joined along `dim`; `sizes` (their lengths there) saves a step."""
     dim = _check_dim(dim, array.ndim)
+    g = _group(group)
     if sizes is None:
-        sizes = _exchange_shapes(array, dim)
-    sizes = _check_sizes(sizes, mine=array.shape[dim])
-    if world.world_size() == 1:
+        sizes = _exchange_shapes(array, dim, g)
+    sizes = _check_sizes(sizes, g, mine=array.shape[dim])
+    if g.size == 1:
         return array.copy()
     part = _wire(_dim_first(array, dim))
     rest = part.shape[1:]
     out = array_module(part).empty((sum(sizes), *rest), part.dtype)
     row = math.prod(rest)
-    transport = select_transport(part)
-    with trace.span("all_gather", "collective", bytes=out.nbytes, path=transport.name):
+    transport = select_transport(part, g)
+    with _span("all_gather", g, transport, bytes=out.nbytes):
         transport.allgatherv(part, out, [s * row for s in sizes])
     return _dim_back(_unwire(out, array.dtype), dim)
 
 
-def reduce_scatter(array, dim: int = 0, sizes: Sequence[int] | None = None, op: str = "sum"):
-    """The op over ranks of `array`, of which rank r keeps its part along `dim` (`sizes` long)."""
+def reduce_scatter(array, dim: int = 0, sizes: Sequence[int] | None = None, op: str = "sum", *,
+                   group: Group | None = None):
+    """The op over the group of `array`, of which group rank r keeps part r along `dim`."""
     dim = _check_dim(dim, array.ndim)
     _check_op(op, array.dtype)
+    g = _group(group)
     n = array.shape[dim]
-    sizes = shard_sizes(n, world.world_size()) if sizes is None else sizes
-    sizes = _check_sizes(sizes, total=n)
-    if world.world_size() == 1:
+    sizes = shard_sizes(n, g.size) if sizes is None else sizes
+    sizes = _check_sizes(sizes, g, total=n)
+    if g.size == 1:
         return array.copy()
     full = _wire(_dim_first(array, dim))
     rest = full.shape[1:]
-    out = array_module(full).empty((sizes[world.rank()], *rest), full.dtype)
+    out = array_module(full).empty((sizes[g.rank], *rest), full.dtype)
     row = math.prod(rest)
-    transport = select_transport(full)
-    with trace.span("reduce_scatter", "collective", bytes=full.nbytes, op=op, path=transport.name):
+    transport = select_transport(full, g)
+    with _span("reduce_scatter", g, transport, bytes=full.nbytes, op=op):
         transport.reduce_scatter(full, out, [s * row for s in sizes], _wire_op(op, array.dtype))
-    return _dim_back(_unwire(out, array.dtype, op), dim)
+    return _dim_back(_unwire(out, array.dtype, op, g.size), dim)
 
 
-def broadcast(array, root: int = 0):
-    """Rank root's `array` on every rank (each passes one of the same shape and dtype)."""
-    if not 0 <= root < world.world_size():
-        raise ValueError(f"broadcast: root {root} is not a rank of a world of {world.world_size()}")
-    if world.world_size() == 1:
+def broadcast(array, root: int = 0, *, group: Group | None = None):
+    """Group rank root's `array` on every group rank (each passes one of the same shape, dtype)."""
+    g = _group(group)
+    if not 0 <= root < g.size:
+        raise ValueError(f"broadcast: root {root} is not a rank of a group of {g.size}")
+    if g.size == 1:
         return array.copy()
     buf = _wire(array).copy()
-    transport = select_transport(buf)
-    with trace.span("broadcast", "collective", bytes=buf.nbytes, root=root, path=transport.name):
+    transport = select_transport(buf, g)
+    with _span("broadcast", g, transport, bytes=buf.nbytes, root=root):
         transport.bcast(buf, root)
     return _unwire(buf, array.dtype)
 
 
-def barrier() -> None:
-    """Wait until every rank gets here."""
-    if world.world_size() > 1:
-        with trace.span("barrier", "collective"):
-            world.comm().Barrier()
+def barrier(*, group: Group | None = None) -> None:
+    """Wait until every rank of the group gets here."""
+    g = _group(group)
+    if g.size > 1:
+        with _span("barrier", g):
+            g.comm.Barrier()
 
 
 # ---- helpers -------------------------------------------------------------------------------------
+
+
+def _group(group: Group | None) -> Group:
+    return world.world_group() if group is None else group
+
+
+def _span(name: str, g: Group, transport=None, **args):
+    """A trace span for one collective, noting the path taken and the group's size."""
+    if transport is not None:
+        args["path"] = transport.name
+    return trace.span(name, "collective", group_size=g.size, **args)
 
 
 def _check_op(op: str, dtype) -> None:
@@ -126,25 +148,26 @@ def _check_dim(dim: int, ndim: int) -> int:
     return dim % ndim
 
 
-def _check_sizes(sizes: Sequence[int], total: int | None = None, mine: int | None = None):
-    """`sizes` as a list of one length >= 0 per rank, checked against their sum and this rank's."""
+def _check_sizes(sizes: Sequence[int], g: Group, total: int | None = None,
+                 mine: int | None = None) -> list[int]:
+    """`sizes` as one length >= 0 per group rank, checked against their sum and this rank's."""
     sizes = [int(s) for s in sizes]
-    n, r = world.world_size(), world.rank()
-    if len(sizes) != n or min(sizes) < 0:
-        raise ValueError(f"sizes {sizes}: need one length >= 0 for each of the {n} ranks")
+    if len(sizes) != g.size or min(sizes) < 0:
+        raise ValueError(f"sizes {sizes}: need one length >= 0 for each of the {g.size} ranks")
     if total is not None and sum(sizes) != total:
         raise ValueError(f"sizes {sizes} add up to {sum(sizes)}, not to the {total} rows there are")
-    if mine is not None and sizes[r] != mine:
-        raise ValueError(f"sizes {sizes} give rank {r} {sizes[r]} rows, but it has {mine}")
+    if mine is not None and sizes[g.rank] != mine:
+        raise ValueError(f"sizes {sizes} give rank {g.rank} {sizes[g.rank]} rows, "
+                         f"but it has {mine}")
     return sizes
 
 
-def _exchange_shapes(array, dim: int) -> list[int]:
-    """Every rank's length along `dim`, after checking that their other dims agree."""
-    if world.world_size() == 1:
+def _exchange_shapes(array, dim: int, g: Group) -> list[int]:
+    """Every group rank's length along `dim`, after checking that their other dims agree."""
+    if g.size == 1:
         return [array.shape[dim]]
-    shapes = np.empty((world.world_size(), array.ndim), np.int64)
-    world.comm().Allgather(np.array(array.shape, np.int64), shapes)
+    shapes = np.empty((g.size, array.ndim), np.int64)
+    g.comm.Allgather(np.array(array.shape, np.int64), shapes)
     others = np.delete(shapes, dim, axis=1)
     if (others != others[0]).any():  # same check on every rank, so all raise together
         raise ValueError(f"all_gather along dim {dim}: ranks' shapes differ elsewhere: "
@@ -172,12 +195,12 @@ def _wire_op(op: str, dtype) -> str:
     return op
 
 
-def _unwire(buf, dtype, op: str = ""):
-    """The transport's buffer back in `dtype` (a view), with a mean divided out."""
+def _unwire(buf, dtype, op: str = "", n_ranks: int = 1):
+    """The transport's buffer back in `dtype` (a view), with a mean over n_ranks divided out."""
     if dtype == np.bool_:
         return buf.view(dtype)
     if op == "mean":
-        buf /= world.world_size()
+        buf /= n_ranks
     return buf
 
 

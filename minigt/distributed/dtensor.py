@@ -93,7 +93,7 @@ class DTensor(Tensor):
         local = Tensor._make(self.data, False, None)
         grad_fn = f", grad_fn={self.grad_fn!r}" if self.grad_fn is not None else ""
         return (f"DTensor(placement={self.placement!r}, shape={self.shape}, rank "
-                f"{world.rank()} holds {local!r}{grad_fn})")
+                f"{group().rank} holds {local!r}{grad_fn})")
 
 
 def placement_of(t: Tensor) -> Placement:
@@ -101,15 +101,22 @@ def placement_of(t: Tensor) -> Placement:
     return t.placement if t.placement is not None else Replicate()
 
 
+def group():
+    """The ranks a DTensor spans: the data-parallel group (the world unless
+    `init_parallel(tensor_parallel=...)` split it)."""
+    return world.data_group()
+
+
 def standard_sizes(n: int) -> tuple:
-    return tuple(collectives.shard_sizes(n, world.world_size()))
+    """Part lengths of n rows over the group: the first ranks take the remainder."""
+    return tuple(collectives.shard_sizes(n, group().size))
 
 
 def local_range(sizes) -> tuple:
     """[start, stop) of this rank's part along the sharded dim."""
-    r = world.rank()
+    r = group().rank
     start = sum(sizes[:r])
     return start, start + sizes[r]
 
 
-__all__ = ["DTensor", "Partial", "Replicate", "Shard", "placement_of", "standard_sizes", "local_range"]
+__all__ = ["DTensor", "Partial", "Replicate", "Shard", "group", "placement_of", "standard_sizes", "local_range"]

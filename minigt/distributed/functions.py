@@ -22,7 +22,7 @@ from __future__ import annotations
 from ..autograd import Function
 from ..tensor import Tensor
 from . import collectives, gradsync, world
-from .dtensor import DTensor, local_range, placement_of, standard_sizes
+from .dtensor import DTensor, group, local_range, placement_of, standard_sizes
 from .placement import Partial, Placement, Replicate, Shard
 
 
@@ -48,7 +48,7 @@ class GatherShards(Function):
 
     def forward(self, x, dim, sizes):
         self.dim, self.sizes = dim, sizes
-        return collectives.all_gather(x, dim, sizes)
+        return collectives.all_gather(x, dim, sizes, group=group())
 
     def backward(self, g):
         return _slice_along(g, self.dim, *local_range(self.sizes))
@@ -62,14 +62,14 @@ class TakeShard(Function):
         return _slice_along(x, dim, *local_range(sizes))
 
     def backward(self, g):
-        return collectives.all_gather(g, self.dim, self.sizes)
+        return collectives.all_gather(g, self.dim, self.sizes, group=group())
 
 
 class ReducePartial(Function):
     """Partial -> Replicate by all-reduce (sum);  the complete gradient passes through."""
 
     def forward(self, x):
-        return collectives.all_reduce(x, "sum")
+        return collectives.all_reduce(x, "sum", group=group())
 
     def backward(self, g):
         return g
@@ -80,10 +80,10 @@ class ScatterPartial(Function):
 
     def forward(self, x, dim, sizes):
         self.dim, self.sizes = dim, sizes
-        return collectives.reduce_scatter(x, dim, sizes)
+        return collectives.reduce_scatter(x, dim, sizes, group=group())
 
     def backward(self, g):
-        return collectives.all_gather(g, self.dim, self.sizes)
+        return collectives.all_gather(g, self.dim, self.sizes, group=group())
 
 
 class ReplicatedUse(Function):
@@ -100,7 +100,7 @@ class ReplicatedUse(Function):
         if source.grad_fn is None:  # a leaf (parameter): nothing waits on it during backward
             gradsync.defer(source, g)
             return None
-        return collectives.all_reduce(g, "sum")
+        return collectives.all_reduce(g, "sum", group=group())
 
 
 def use_replicated(t: Tensor) -> Tensor:
@@ -118,7 +118,10 @@ def redistribute(t: Tensor, target: Placement) -> DTensor:
             raise IndexError(f"redistribute: Shard({target.dim}) is out of range for shape {shape}")
         target = Shard(target.dim % len(shape))
     if source == target:
-        return t if isinstance(t, DTensor) else DTensor._wrap(t, source, shape)
+        if isinstance(t, DTensor):
+            return t
+        # through an identity Function, so a leaf `t` still receives the gradient
+        return DTensor._wrap(ToLocal.apply_local((t,), {}), source, shape)
     if isinstance(source, Shard) and isinstance(target, Shard):  # via the whole value, on request
         return redistribute(redistribute(t, Replicate()), target)
     if isinstance(source, Shard) and isinstance(target, Replicate):
@@ -179,7 +182,7 @@ class ReduceScatter(Function):
     """y_r = rank r's slice of Σ_r' x_r' along dim;  dx_r = concat of all g (an all-gather)."""
 
     def forward(self, x, dim):
-        self.dim, self.sizes = dim, standard_sizes(x.shape[dim])
+        self.dim, self.sizes = dim, collectives.shard_sizes(x.shape[dim], world.world_size())
         return collectives.reduce_scatter(x, dim, self.sizes)
 
     def backward(self, g):

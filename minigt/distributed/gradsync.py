@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..autograd import accumulate_into, post_backward_hooks
 from ..backends import array_module
 from . import collectives
+from .dtensor import group
 
 BUCKET_BYTES = 32 * 2**20  # big enough that a step needs few calls, small enough to stay cheap
 
@@ -49,12 +50,12 @@ def flush() -> None:
         return
     entries = list(_pending.values())
     _pending.clear()
-    for group in buckets(entries):
-        xp = array_module(group[0][1])
-        flat = xp.concatenate([share.reshape(-1) for _, share in group])
-        flat = collectives.all_reduce(flat, "sum")
+    for bucket in buckets(entries):
+        xp = array_module(bucket[0][1])
+        flat = xp.concatenate([share.reshape(-1) for _, share in bucket])
+        flat = collectives.all_reduce(flat, "sum", group=group())
         start = 0
-        for leaf, share in group:
+        for leaf, share in bucket:
             accumulate_into(leaf, flat[start:start + share.size].reshape(share.shape))
             start += share.size
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from ..backends import array_module
 from ..ops import elementwise as ew
 from ..tensor import Tensor
-from . import collectives, world
+from . import collectives
 from .dispatch import no_rule
-from .dtensor import placement_of
+from .dtensor import group, placement_of
 from .functions import use_replicated
 from .placement import Partial, Replicate, Shard
 
@@ -83,6 +83,6 @@ def cross_entropy(cls, inputs, params):
         return rules.DTensor._wrap(summed, Partial(), ())
     xp = array_module(summed.data)
     counted = xp.asarray(float((target.data != params["ignore_index"]).sum()))
-    count = collectives.all_reduce(counted, "sum", group=world.data_group())
+    count = collectives.all_reduce(counted, "sum", group=group())
     scale = Tensor._make((1 / count).astype(summed.data.dtype), False, None)
     return rules.run_local(ew.Mul, [summed, scale], {}, Partial(), ())

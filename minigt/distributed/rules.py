@@ -29,7 +29,7 @@ from ..tensor import Tensor
 from ..nn.functional.linear import LinearFn
 from ..nn.functional.losses import CrossEntropyFn
 from ..nn.functional.normalization import LayerNormFn
-from . import nn_rules, shape_rules
+from . import nn_rules, shape_rules, tensor_parallel as tp
 from .dispatch import no_rule
 from .dtensor import DTensor, placement_of
 from .functions import redistribute, use_replicated
@@ -135,9 +135,10 @@ def reduction(cls, inputs, params):
         return run_local(red.Sum, [x], params, Partial(), shape)
     if cls is red.Mean:  # local sum over the global count: the parts add up to the mean
         total = red.Sum.apply_local((x,), params)
-        count = x.numel() // max(int(np.prod(shape)), 1)
-        xp = array_module(total.data)
-        scale = Tensor._make(xp.asarray(1 / count, dtype=total.data.dtype), False, None)
+        count = int(np.prod([x.shape[a] for a in (range(x.ndim) if axes is None else axes)]))
+        xp = array_module(total.data)  # nothing to average: NaN, as NumPy's mean gives
+        scale = Tensor._make(xp.asarray(1 / count if count else np.nan, dtype=total.data.dtype),
+                             False, None)
         return run_local(ew.Mul, [total, scale], {}, Partial(), shape)
     raise no_rule(cls.__name__, inputs, f"it reduces over the sharded dim {p.dim}, which needs the "
                                         "whole dim on one rank")
@@ -228,6 +229,7 @@ ELEMENTWISE = (
     ew.Add, ew.Sub, ew.Mul, ew.Div, ew.Pow, ew.Maximum, ew.Minimum, ew.Where, ew.Neg, ew.Exp,
     ew.Log, ew.Sqrt, ew.Rsqrt, ew.Abs, ew.Tanh, ew.Sigmoid, ew.Relu, ew.Gelu, ew.Sin, ew.Cos,
     ew.Clamp, ew.Cast, ew.ToDevice, ew.Clone, cmp.Compare, cmp.LogicalNot,
+    tp.CopyToTensorParallel, tp.ReduceFromTensorParallel,  # act within a tensor group: local here
 )
 REDUCTIONS = (red.Sum, red.Mean, red.Amax, red.Var, red.LogSumExp, cmp.AnyAll)
 ALONG_DIM = (red.Softmax, red.LogSoftmax, red.MaxAlongDim, cmp.ArgExtreme)

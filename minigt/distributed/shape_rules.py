@@ -11,7 +11,7 @@ import numpy as np
 
 from ..ops import reductions as red
 from .dispatch import no_rule
-from .dtensor import local_range, placement_of
+from .dtensor import group, local_range, placement_of
 from .placement import Partial, Shard
 
 
@@ -22,9 +22,7 @@ def _rules():  # rules.py imports this module, so take its helpers late
 
 
 def _local_shape(shape, dim, sizes) -> tuple:
-    from . import world
-
-    return tuple(sizes[world.rank()] if i == dim else n for i, n in enumerate(shape))
+    return tuple(sizes[group().rank] if i == dim else n for i, n in enumerate(shape))
 
 
 def reshape(cls, inputs, params):
@@ -91,7 +89,7 @@ def cat(cls, inputs, params):
     shards = {(p.dim, t.sizes) for t, p in zip(inputs, placements) if p.is_shard()}
     if not shards:
         return rules.run_local(cls, inputs, params, placements[0], shape)
-    (sharded, sizes), = shards if len(shards) == 1 else (None,)
+    (sharded, sizes), = shards if len(shards) == 1 else ((None, None),)
     if sharded is None or sharded == dim:
         raise no_rule("cat", inputs, "it joins along the sharded dim, or parts are sharded differently")
     parts = [t if p.is_shard() else rules.slice_replicated(t, sharded, sizes)
@@ -106,8 +104,8 @@ def _components(index, ndim: int) -> list:
     (None for None-entries, which add a dim)."""
     parts = list(index) if isinstance(index, tuple) else [index]
     consumed = sum(_width(c) for c in parts if c is not Ellipsis and c is not None)
-    if Ellipsis in parts:
-        at = parts.index(Ellipsis)
+    if any(c is Ellipsis for c in parts):  # not `in`: that compares index arrays elementwise
+        at = next(i for i, c in enumerate(parts) if c is Ellipsis)
         parts[at:at + 1] = [slice(None)] * (ndim - consumed)
     else:
         parts += [slice(None)] * (ndim - consumed)
@@ -143,8 +141,6 @@ def _output_position(tagged, sharded_dim: int) -> int:
 def _slice_parts(s: slice, n: int, sizes):
     """Each rank's count of a positive-step slice over a dim split into `sizes`, and this rank's
     local slice."""
-    from . import world
-
     start, stop, step = s.indices(n)
     counts, local, lo = [], slice(0, 0), 0
     for r, size in enumerate(sizes):
@@ -153,7 +149,7 @@ def _slice_parts(s: slice, n: int, sizes):
         end = max(0, -(-(hi - start) // step))
         count = max(0, end - first)
         counts.append(count)
-        if r == world.rank() and count:
+        if r == group().rank and count:
             begin = start + first * step - lo
             local = slice(begin, begin + (count - 1) * step + 1, step)
         lo += size

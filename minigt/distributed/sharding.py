@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..autograd import Function
 from ..tensor import Tensor
 from . import collectives, world
-from .dtensor import DTensor, standard_sizes
+from .dtensor import DTensor, group, standard_sizes
 from .functions import redistribute
 from .placement import Partial, Placement, Replicate, Shard
 
@@ -41,13 +41,14 @@ def from_local(t: Tensor, placement: Placement, shape=None) -> DTensor:
     if isinstance(placement, Shard):
         dim = placement.dim % max(t.ndim, 1)
         if shape is None:
-            sizes = collectives.exchange_sizes(t.shape[dim])
+            sizes = collectives.exchange_sizes(t.shape[dim], group=group())
             shape = t.shape[:dim] + (sum(sizes),) + t.shape[dim + 1:]
         else:
             sizes = standard_sizes(shape[dim])
-            if sizes[world.rank()] != t.shape[dim]:
+            mine = sizes[group().rank]
+            if mine != t.shape[dim]:
                 raise ValueError(f"from_local: rank {world.rank()}'s part has {t.shape[dim]} rows "
-                                 f"along dim {dim}, but shape {tuple(shape)} gives it {sizes[world.rank()]}")
+                                 f"along dim {dim}, but shape {tuple(shape)} gives it {mine}")
         return DTensor._wrap(local, Shard(dim), shape, sizes)
     if not isinstance(placement, (Replicate, Partial)):
         raise TypeError(f"from_local: unknown placement {placement!r}")

@@ -1,9 +1,9 @@
 """How collective data travels: MPI for host memory; NCCL, CUDA-aware MPI or host copies for GPUs.
 
-A transport moves contiguous buffers: `send` in, a preallocated `recv` filled, counts in elements.
-`select_transport(array)` picks one per array; $MINIGT_COLLECTIVES=auto|nccl|mpi|host overrides
-the choice for GPU arrays. All paths give the same results. This file and minigt/backends are the
-only places that know about CuPy.
+A transport moves contiguous buffers among one group's ranks: `send` in, a preallocated `recv`
+filled, counts in elements. `select_transport(array, group)` picks one per array and group;
+$MINIGT_COLLECTIVES=auto|nccl|mpi|host overrides the choice for GPU arrays. All paths give the
+same results. This file and minigt/backends are the only places that know about CuPy.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import numpy as np
 
 from ..backends import array_module, cuda_available
 from . import world
+from .world import Group
 
 SETTINGS = ("auto", "nccl", "mpi", "host")
 _ENV = "MINIGT_COLLECTIVES"
@@ -41,10 +42,30 @@ def choose_path(on_gpu: bool, setting: str, nccl_ok: bool, cuda_aware: bool) -> 
     return "mpi" if cuda_aware else "host"
 
 
-def select_transport(array):
-    """The transport that carries `array`'s buffers (the same choice on every rank)."""
+_cache: dict[tuple[int, str, bool], object] = {}  # (id(comm), path, on_gpu) -> transport
+
+
+def select_transport(array, group: Group | None = None):
+    """The transport that carries `array`'s buffers in `group` (the world when None)."""
     on_gpu = array_module(array) is not np
-    return _transport(_path(on_gpu), on_gpu)
+    comm = (world.world_group() if group is None else group).comm
+    path = _path(on_gpu)
+    # One transport per communicator and path, so each group makes its NCCL communicator once.
+    # Making one is collective over the group; every rank makes the same calls in the same order,
+    # so the ranks of a group fill their caches alike. id(comm) stays unique while cached, as the
+    # transport holds the comm (mpi4py communicators are unhashable).
+    key = (id(comm), path, on_gpu)
+    if key not in _cache:
+        _cache[key] = _make_transport(comm, path, on_gpu)
+    return _cache[key]
+
+
+def release(comm) -> None:
+    """Drop (and for NCCL, destroy) the transports bound to `comm`, before it is freed."""
+    for key in [key for key in _cache if key[0] == id(comm)]:
+        transport = _cache.pop(key)
+        if isinstance(transport, NCCLTransport):
+            transport.close()
 
 
 def path_for_backend(name: str) -> str:
@@ -59,9 +80,7 @@ def _path(on_gpu: bool) -> str:
     return choose_path(on_gpu, setting, on_gpu and nccl_available(), on_gpu and cuda_aware_mpi())
 
 
-@functools.cache
-def _transport(path: str, on_gpu: bool):
-    comm = world.comm()
+def _make_transport(comm, path: str, on_gpu: bool):
     if path == "nccl":
         return NCCLTransport(comm)
     if path == "host":
@@ -236,6 +255,12 @@ class NCCLTransport:
             uid = self.comm.bcast(nccl.get_unique_id() if self.comm.Get_rank() == 0 else None)
             self._nccl_comm = nccl.NcclCommunicator(self.comm.Get_size(), uid, self.comm.Get_rank())
         return nccl, self._nccl_comm
+
+    def close(self) -> None:
+        """Destroy the NCCL communicator, if one was made."""
+        if self._nccl_comm is not None:
+            self._nccl_comm.destroy()
+            self._nccl_comm = None
 
     def allreduce(self, send, recv, op: str) -> None:
         nccl, comm = self._nccl()

@@ -5,6 +5,10 @@ One process per GPU runs the same program (SPMD), started by an MPI launcher suc
 mpi4py is imported on first use, not when minigt is imported: it costs startup time, and
 importing it starts MPI. That first use (any function below) is collective: every rank makes
 it, as every rank runs the same program.
+
+Groups: `init_parallel(tensor_parallel=tp)` splits the world into tensor groups of tp consecutive
+ranks and data groups of the ranks at the same place in each tensor group (dp x tp = world size).
+Collectives take a `group=`; without one they span the whole world.
 """
 from __future__ import annotations
 
@@ -37,6 +41,29 @@ class _World:
 _world: _World | None = None
 
 
+@dataclass(frozen=True)
+class Group:
+    """Ranks that run collectives together, seen from one of them: its rank there, their count."""
+
+    comm: object  # an mpi4py communicator over the group, or None for a group of one
+    rank: int
+    size: int
+
+
+_ALONE = Group(comm=None, rank=0, size=1)
+
+
+@dataclass(frozen=True)
+class _Parallel:
+    tensor_parallel: int
+    tensor: Group
+    data: Group
+
+
+_world_group: Group | None = None
+_parallel: _Parallel | None = None  # None: tensor_parallel 1, the default
+
+
 def launcher_rank_size(environ=None) -> tuple[int, int | None] | None:
     """(rank, size) announced by an MPI launcher's environment (size None if not said), or None."""
     environ = os.environ if environ is None else environ
@@ -49,10 +76,11 @@ def launcher_rank_size(environ=None) -> tuple[int, int | None] | None:
 
 def init() -> None:
     """Join the job (collective on first call, then free); every function below calls it."""
-    global _world
+    global _world, _world_group
     if _world is not None:
         return
     _world = _join()
+    _world_group = Group(_world.comm, _world.rank, _world.size)
     if _world.size > 1:
         _install_abort_on_error(_world.comm, _world.rank)
     if _world.comm is not None:  # launched: one GPU per rank (alone, keep the current one)
@@ -109,6 +137,68 @@ def comm():
     """The mpi4py communicator minigt uses (a copy of COMM_WORLD), or None when not launched."""
     init()
     return _world.comm
+
+
+def world_group() -> Group:
+    """The whole job as a group."""
+    init()
+    return _world_group
+
+
+def init_parallel(tensor_parallel: int = 1) -> None:
+    """Split the world into tensor and data groups of tensor_parallel and world_size // it ranks.
+
+    Collective. Tensor groups are consecutive ranks [k*tp, (k+1)*tp); a data group holds the ranks
+    at the same place in each tensor group. Again with the same value it does nothing; with
+    another it frees the groups it made and splits anew.
+    """
+    global _parallel
+    size, tp = world_size(), tensor_parallel
+    if not isinstance(tp, int) or tp < 1 or size % tp:
+        raise ValueError(f"init_parallel: tensor_parallel={tp!r} must be a whole number >= 1 "
+                         f"that divides the world size {size}")
+    if (1 if _parallel is None else _parallel.tensor_parallel) == tp:
+        return
+    _free_parallel()
+    if tp > 1:  # tp 1 is the default: each rank its own tensor group, the world one data group
+        me = rank()
+        _parallel = _Parallel(tp, tensor=_split(me // tp, tp), data=_split(me % tp, size // tp))
+
+
+def tensor_group() -> Group:
+    """This rank's tensor-parallel group (by default, this rank alone)."""
+    return _ALONE if _parallel is None else _parallel.tensor
+
+
+def data_group() -> Group:
+    """This rank's data-parallel group (by default, the world)."""
+    return world_group() if _parallel is None else _parallel.data
+
+
+def _split(color: int, size: int) -> Group:
+    """This rank's group when the world splits into groups of `size` (collective unless trivial)."""
+    # Every rank knows `size`, so all skip the Split alike: no new communicator (nor NCCL one)
+    # for a group of one or for a copy of the world.
+    if size == 1:
+        return _ALONE
+    if size == world_size():
+        return world_group()
+    comm = _world.comm.Split(color, key=_world.rank)  # key: members ordered by world rank
+    return Group(comm, comm.Get_rank(), comm.Get_size())
+
+
+def _free_parallel() -> None:
+    """Free the communicators init_parallel made (and the transports bound to them)."""
+    global _parallel
+    if _parallel is None:
+        return
+    from .transports import release
+
+    for group in (_parallel.tensor, _parallel.data):
+        if group.comm is not None and group.comm is not _world.comm:
+            release(group.comm)
+            group.comm.Free()
+    _parallel = None
 
 
 def bind_device() -> str:

@@ -232,7 +232,7 @@ class Module:
         state = {}
         for name, param in self._parameters.items():
             if param is not None:
-                state[prefix + name] = param.detach()
+                state[prefix + name] = param.full_value()
         for name, buffer in self._buffers.items():
             if buffer is not None and name not in self._non_persistent:
                 state[prefix + name] = buffer.detach()
@@ -255,6 +255,8 @@ class Module:
             if key not in state_dict:
                 continue
             value = _as_numpy_or_backend(state_dict[key])
+            if isinstance(target, Parameter):
+                value = target.local_part(value)
             if tuple(value.shape) != target.shape:
                 errors.append(
                     f"size mismatch for {key!r}: the model has shape {target.shape}, the state "
@@ -273,6 +275,8 @@ class Module:
             for key, target in own.items():
                 if key in state_dict:
                     value = _as_numpy_or_backend(state_dict[key])
+                    if isinstance(target, Parameter):
+                        value = target.local_part(value)
                     target.copy_(to_device(value, target.device).astype(target.dtype, copy=False))
         return IncompatibleKeys(missing, unexpected)
 

@@ -25,5 +25,13 @@ class Parameter(Tensor):
     def __init__(self, data=None, requires_grad: bool = True):
         self.requires_grad_(requires_grad)  # __new__ built it; this also rejects integer data
 
+    def full_value(self) -> Tensor:
+        """The whole value, as state_dict() stores it (a split parameter gathers its parts)."""
+        return self.detach()
+
+    def local_part(self, whole):
+        """What this rank keeps of a whole value load_state_dict() is given."""
+        return whole
+
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
