@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -44,6 +45,14 @@ def run(code: str, *, ranks: int = 0, **env) -> subprocess.CompletedProcess:
 
 def test_alone_without_a_launcher():
     assert (world.rank(), world.world_size(), world.local_rank(), world.comm()) == (0, 1, 0, None)
+
+
+def test_alone_every_group_is_this_rank():
+    world.init_parallel(1)
+    alone = world.Group(None, 0, 1)
+    assert world.tensor_group() == world.data_group() == world.world_group() == alone
+    with pytest.raises(ValueError, match="tensor_parallel=2 .* world size 1"):
+        world.init_parallel(2)
 
 
 @pytest.mark.parametrize("environ, expected", [
@@ -135,12 +144,11 @@ def fake_gpu(monkeypatch):
     monkeypatch.setattr(transports, "array_module", lambda a: fake_cupy
                         if isinstance(a, FakeGpuArray) else real_array_module(a))
     monkeypatch.delenv("MINIGT_COLLECTIVES", raising=False)
-    transports._transport.cache_clear()
-    yield lambda nccl, cuda_aware: (
+    monkeypatch.setattr(transports, "_cache", {})  # none of these fakes outlive the test
+    return lambda nccl, cuda_aware: (
         monkeypatch.setattr(transports, "nccl_available", lambda: nccl),
         monkeypatch.setattr(transports, "cuda_aware_mpi", lambda: cuda_aware),
     )
-    transports._transport.cache_clear()
 
 
 def test_select_transport_follows_the_machine(fake_gpu):
@@ -163,6 +171,19 @@ def test_select_transport_obeys_the_environment(fake_gpu, monkeypatch):
     monkeypatch.setenv("MINIGT_COLLECTIVES", "nccl")
     with pytest.raises(RuntimeError, match="NCCL is not usable"):
         transports.select_transport(FakeGpuArray())
+
+
+def test_one_transport_per_group_until_released(fake_gpu):
+    fake_gpu(True, False)
+    group = world.Group(comm=object(), rank=0, size=2)  # a stand-in communicator, never called
+    nccl = transports.select_transport(FakeGpuArray(), group)
+    assert nccl.name == "nccl" and nccl.comm is group.comm
+    assert transports.select_transport(FakeGpuArray(), group) is nccl
+    assert transports.select_transport(FakeGpuArray()) is not nccl  # the world's is another
+    destroyed = []
+    nccl._nccl_comm = SimpleNamespace(destroy=lambda: destroyed.append(True))
+    transports.release(group.comm)
+    assert destroyed and transports.select_transport(FakeGpuArray(), group) is not nccl
 
 
 def test_cuda_hints_in_the_environment():
