@@ -22,15 +22,16 @@ TINY = ["--img", "8", "--seq", "4", "--dim", "16", "--heads", "4", "--layers", "
 pytestmark = pytest.mark.skipif(MPIRUN is None, reason="no mpirun beside this Python (pip install mpich)")
 
 
-def step_losses(tmp_path: Path, ranks: int, *flags: str) -> np.ndarray:
+def step_losses(tmp_path: Path, ranks: int, *flags: str, env: dict | None = None) -> np.ndarray:
     out = tmp_path / f"run-{len(list(tmp_path.glob('run-*.json')))}.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPIEXEC_TIMEOUT": "120"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPIEXEC_TIMEOUT": "120", **(env or {})}
     command = [MPIRUN, "-n", str(ranks), sys.executable, str(ROOT / "examples" / "train_pixel.py"),
                *TINY, *flags, "--out", str(out)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     epochs = [line for line in done.stdout.splitlines() if line.startswith("Epoch ")]
     assert epochs and len(epochs) == len(set(epochs)), "each epoch line once, by rank 0 alone"
+    step_losses.stdout = done.stdout
     return np.array(json.loads(out.read_text())["step_losses"])
 
 
@@ -52,3 +53,10 @@ def test_a_checkpoint_resumes_on_another_number_of_ranks(tmp_path):
     resumed = step_losses(tmp_path, 3, "--dtype", "float64", "--epochs", "2", "--checkpoint",
                           checkpoint, "--resume")
     np.testing.assert_allclose(resumed, straight, rtol=1e-9)
+
+
+def test_gt_auto_shard_makes_training_data_parallel_unchanged(tmp_path):
+    single = step_losses(tmp_path, 1, "--dtype", "float64")
+    auto = step_losses(tmp_path, 3, "--dtype", "float64", env={"GT_AUTO_SHARD": "1"})
+    assert step_losses.stdout.count("GT_AUTO_SHARD: 3 rank(s), device cpu") == 1
+    np.testing.assert_allclose(auto, single, rtol=1e-6)
