@@ -47,9 +47,9 @@ class DTensor(Tensor):
     @property
     def local(self) -> Tensor:
         """This rank's part as a plain tensor (differentiable: gradients flow back here)."""
-        from .functions import ToLocal
+        from .functions import Alias
 
-        return ToLocal.apply_local((self,), {})
+        return Alias.apply_local((self,), {})
 
     def redistribute(self, placement: Placement) -> DTensor:
         """The same global value with another placement, moving only what must move."""

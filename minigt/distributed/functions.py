@@ -31,8 +31,9 @@ def _slice_along(array, dim: int, start: int, stop: int):
     return array[index]
 
 
-class ToLocal(Function):
-    """A DTensor's local part as a plain tensor;  gradient passes through."""
+class Alias(Function):
+    """The same array under another name (a DTensor's local part as a plain tensor, or local
+    parts taken as a DTensor);  gradient passes through."""
 
     output_is_view = True
 
@@ -121,7 +122,7 @@ def redistribute(t: Tensor, target: Placement) -> DTensor:
         if isinstance(t, DTensor):
             return t
         # through an identity Function, so a leaf `t` still receives the gradient
-        return DTensor._wrap(ToLocal.apply_local((t,), {}), source, shape)
+        return DTensor._wrap(Alias.apply_local((t,), {}), source, shape)
     if isinstance(source, Shard) and isinstance(target, Shard):  # via the whole value, on request
         return redistribute(redistribute(t, Replicate()), target)
     if isinstance(source, Shard) and isinstance(target, Replicate):

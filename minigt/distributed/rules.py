@@ -94,12 +94,17 @@ def elementwise(cls, inputs, params):
         return run_local(cls, inputs, params, Replicate(), shape)
     if len(shards) > 1:
         raise no_rule(cls.__name__, inputs, "operands are sharded along different dims or unevenly")
-    (dim, sizes), = shards
+    return broadcast_sharded(cls, inputs, params, shape, *shards.pop())
+
+
+def broadcast_sharded(cls, inputs, params, shape, dim: int, sizes) -> DTensor:
+    """Run an op whose operands broadcast to `shape`, sharded along output dim `dim`: sharded
+    operands use their parts; a replicated operand spanning `dim` is sliced to this rank's rows."""
     if sum(sizes) != shape[dim]:
         raise no_rule(cls.__name__, inputs, f"it would broadcast the sharded dim {dim} of length 1")
     parts = []
-    for t, p in zip(inputs, placements):
-        if p.is_shard():
+    for t in inputs:
+        if placement_of(t).is_shard():
             parts.append(t)
             continue
         aligned = dim - (len(shape) - t.ndim)
@@ -209,18 +214,7 @@ def elementwise_batched(cls, inputs, params, shape):
     dims = {(placement_of(t).dim + len(shape) - t.ndim, t.sizes) for t in inputs if placement_of(t).is_shard()}
     if len(dims) != 1 or next(iter(dims))[0] >= len(shape) - 2:
         raise no_rule(cls.__name__, inputs, "operands are sharded along different dims")
-    (dim, sizes), = dims
-    if sum(sizes) != shape[dim]:
-        raise no_rule(cls.__name__, inputs, f"it would broadcast the sharded dim {dim} of length 1")
-    parts = []
-    for t in inputs:
-        if placement_of(t).is_shard():
-            parts.append(t)
-            continue
-        aligned = dim - (len(shape) - t.ndim)
-        spans = aligned >= 0 and t.shape[aligned] != 1
-        parts.append(slice_replicated(t, aligned, sizes) if spans else use_replicated(t))
-    return run_local(cls, parts, params, Shard(dim), shape, sizes)
+    return broadcast_sharded(cls, inputs, params, shape, *dims.pop())
 
 
 # ---- the table ------------------------------------------------------------------------------------

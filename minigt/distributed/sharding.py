@@ -2,11 +2,10 @@
 and automatically for data under GT_AUTO_SHARD=1."""
 from __future__ import annotations
 
-from ..autograd import Function
 from ..tensor import Tensor
 from . import collectives, world
 from .dtensor import DTensor, group, standard_sizes
-from .functions import redistribute
+from .functions import Alias, redistribute
 from .placement import Partial, Placement, Replicate, Shard
 
 
@@ -20,24 +19,12 @@ def replicate(t: Tensor) -> DTensor:
     return redistribute(t, Replicate())
 
 
-class FromLocal(Function):
-    """Local parts taken as one DTensor;  the gradient of each part passes through."""
-
-    output_is_view = True
-
-    def forward(self, x):
-        return x
-
-    def backward(self, g):
-        return g
-
-
 def from_local(t: Tensor, placement: Placement, shape=None) -> DTensor:
     """A DTensor whose part on this rank is `t`. For Shard, parts may differ in length; the
     global shape is exchanged unless given (then every part must have the standard length)."""
     if isinstance(t, DTensor):
         raise TypeError("from_local: the tensor is already a DTensor; use .redistribute()")
-    local = FromLocal.apply_local((t,), {})
+    local = Alias.apply_local((t,), {})
     if isinstance(placement, Shard):
         dim = placement.dim % max(t.ndim, 1)
         if shape is None:

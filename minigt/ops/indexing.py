@@ -57,11 +57,25 @@ class GetItem(Function):
 
 def getitem(x: Tensor, index) -> Tensor:
     """Select elements as NumPy indexing does; differentiable (repeated indices accumulate)."""
+    _refuse_partial_indices(x, index)
     index = normalize_index(index, x.data)
     try:
         return GetItem.apply(x, index=index)
     except IndexError as error:
         raise IndexError(f"getitem: index {_describe(index)} is invalid for shape {x.shape}: {error}") from None
+
+
+def _refuse_partial_indices(x: Tensor, index) -> None:
+    """An index tensor that is sharded or Partial (minigt.distributed) holds only this rank's
+    part, which indexing would silently take for the whole: refuse it (no sharding rule yet)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    split = [p for p in parts if isinstance(p, Tensor) and p.placement is not None
+             and not p.placement.is_replicate()]
+    if split:
+        from ..distributed.dispatch import no_rule
+
+        raise no_rule("getitem", [x, *split], "an index tensor is sharded or partial, so each rank "
+                                               "holds only part of it")
 
 
 def _describe(index) -> str:
