@@ -1,0 +1,1 @@
+"""Property-based checks of every op: forward against NumPy, gradients against finite differences."""

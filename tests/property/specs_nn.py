@@ -1,0 +1,109 @@
+"""Specs of minigt.nn.functional's fused ops (those in its `FUSED` tuple, which have their own
+backward). test_guard.py fails until each has a gradient spec here; see specs.py's docstring for
+the format and a worked example (layer_norm)."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+import minigt.nn.functional as F
+
+from .specs import Case, Spec, register
+from .strategies import arrays, distinct_arrays, shapes
+
+# ---- linear -------------------------------------------------------------------------------------
+
+
+@st.composite
+def _linear_cases(draw) -> Case:
+    """x of shape (in,) or (..., in), weight (out, in), and maybe a bias (out,)."""
+    x_shape = draw(shapes(min_dims=1))
+    out_features = draw(st.integers(1, 4))
+    weight = draw(arrays((out_features, x_shape[-1])))
+    bias = [draw(arrays((out_features,)))] if draw(st.booleans()) else []
+    return Case(draw(arrays(x_shape)), weight, *bias)
+
+
+register(Spec("linear", _linear_cases(), F.linear, lambda x, w, *b: x @ w.T + sum(b)))
+
+# ---- layer_norm ---------------------------------------------------------------------------------
+
+AFFINE = ("weight and bias", "weight", "bias", "none")
+
+
+@st.composite
+def _layer_norm_cases(draw) -> Case:
+    """x without near-ties (so no normalised group has a variance near 0), normalised over its
+    last k dims, with every combination of optional weight and bias of those dims' shape."""
+    shape = draw(shapes(min_dims=1))
+    k = draw(st.integers(1, len(shape)))
+    affine = draw(st.sampled_from(AFFINE))
+    params = [draw(arrays(shape[len(shape) - k:])) for name in ("weight", "bias") if name in affine]
+    return Case(draw(distinct_arrays(shape)), *params, k=k, affine=affine)
+
+
+def _affine_params(params: tuple, affine: str) -> tuple:
+    """(weight or None, bias or None) from the inputs that follow x."""
+    weight = params[0] if "weight" in affine else None
+    bias = params[-1] if "bias" in affine else None
+    return weight, bias
+
+
+def _layer_norm(x, *params, k: int, affine: str):
+    weight, bias = _affine_params(params, affine)
+    return F.layer_norm(x, x.shape[x.ndim - k:], weight, bias, eps=1e-5)
+
+
+def _layer_norm_reference(x, *params, k: int, affine: str):
+    weight, bias = _affine_params(params, affine)
+    axes = tuple(range(x.ndim - k, x.ndim))
+    y = (x - x.mean(axes, keepdims=True)) / np.sqrt(x.var(axes, keepdims=True) + 1e-5)
+    y = y if weight is None else y * weight
+    return y if bias is None else y + bias
+
+
+register(Spec("layer_norm", _layer_norm_cases(), _layer_norm, _layer_norm_reference))
+
+# ---- cross_entropy ------------------------------------------------------------------------------
+
+
+@st.composite
+def _cross_entropy_cases(draw) -> Case:
+    """Logits (C,), (N, C) or (N, C, d1, ...) with class-index targets, some of them equal to
+    ignore_index, under every reduction and some label smoothing. A mean keeps one target."""
+    classes = draw(st.integers(1, 5))
+    form = draw(st.sampled_from(("unbatched", "batched", "extra dims")))
+    if form == "unbatched":
+        logits_shape, target_shape = (classes,), ()
+    else:
+        extra = draw(shapes(min_dims=1, max_dims=2, max_side=3)) if form == "extra dims" else ()
+        n = draw(st.integers(1, 4))
+        logits_shape, target_shape = (n, classes) + extra, (n,) + extra
+    ignore_index = draw(st.sampled_from((-100, 0))) if classes > 1 else -100
+    reduction = draw(st.sampled_from(("mean", "sum", "none")))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    target = rng.integers(0, classes, size=target_shape)
+    target = np.where(rng.random(target_shape) < 0.25, ignore_index, target)
+    if reduction == "mean":  # all ignored would make the mean 0/0; classes - 1 is never ignored
+        target.flat[0] = classes - 1
+    return Case(draw(arrays(logits_shape)), np.asarray(target, dtype=np.int64),
+                reduction=reduction, label_smoothing=draw(st.sampled_from((0.0, 0.1, 0.4))),
+                ignore_index=ignore_index)
+
+
+def _cross_entropy_reference(x, target, reduction, label_smoothing, ignore_index):
+    class_axis = 1 if x.ndim >= 2 else 0
+    peak = x.max(class_axis, keepdims=True)
+    log_probs = x - peak - np.log(np.exp(x - peak).sum(class_axis, keepdims=True))
+    log_probs = np.moveaxis(log_probs, class_axis, -1)
+    valid = target != ignore_index
+    picked = np.take_along_axis(log_probs, np.where(valid, target, 0)[..., None], -1)[..., 0]
+    smooth = log_probs.mean(-1)
+    loss = np.where(valid, -(1 - label_smoothing) * picked - label_smoothing * smooth, 0.0)
+    if reduction == "none":
+        return loss
+    return loss.sum() / (valid.sum() if reduction == "mean" else 1)
+
+
+register(Spec("cross_entropy", _cross_entropy_cases(), F.cross_entropy, _cross_entropy_reference))
