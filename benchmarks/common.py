@@ -162,6 +162,11 @@ def _stats(samples: list) -> Stats:
     return Stats(q2, q1, q3, len(samples))
 
 
+def stats_of(samples: list) -> Stats:
+    """Median and quartiles of samples timed elsewhere (e.g. by a worker process)."""
+    return _stats(list(samples))
+
+
 def median_time(fn, repeat: int = 30, warmup: int = 3) -> Stats:
     """Time `fn()` `repeat` times (after `warmup` untimed calls) with perf_counter."""
     return compare({"fn": fn}, repeat, warmup)["fn"]

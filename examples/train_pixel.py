@@ -58,6 +58,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.resume and not args.checkpoint:
         p.error("--resume needs --checkpoint PATH")
+    for name in ("img", "seq", "dim", "heads", "layers", "ff", "n", "batch", "tp"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be at least 1")
+    if args.epochs < 0:
+        p.error("--epochs must not be negative")
+    if args.dim % args.heads or args.heads % args.tp:
+        p.error(f"--dim ({args.dim}) must divide by --heads ({args.heads}), and --heads by --tp ({args.tp})")
     return args
 
 
@@ -119,9 +126,10 @@ def train(args) -> dict:
         history = state["history"]
         first_epoch = int(state["epoch"]) + 1
 
+    F.gelu(gt.zeros(1))  # the first GELU imports SciPy's erf: do it before the clock starts
     steps_per_epoch = -(-len(labels) // args.batch)
     progress = _progress(steps_per_epoch * (args.epochs - first_epoch + 1))
-    train_seconds, trained_samples = 0.0, 0
+    train_seconds, trained_samples, trained_steps = 0.0, 0, 0
     for epoch in range(first_epoch, args.epochs + 1):
         order = epoch_order(len(labels), epoch, args)
         losses, correct, started = [], 0, time.perf_counter()
@@ -138,6 +146,7 @@ def train(args) -> dict:
             progress.update(1)
         train_seconds += time.perf_counter() - started
         trained_samples += len(order)
+        trained_steps += len(losses)
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "acc": 100.0 * correct / len(order)}
         if held_out is not None:
             record["test_acc"] = evaluate(model, *held_out, args)
@@ -155,10 +164,23 @@ def train(args) -> dict:
     return {
         "config": vars(args),
         **history,
+        "train_steps": trained_steps,  # in this run (a resumed history holds earlier ones too)
         "train_seconds": train_seconds,
-        "samples_per_s": trained_samples / train_seconds if train_seconds else None,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "samples_per_s": trained_samples / train_seconds if train_seconds else 0.0,
+        "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; ru_maxrss would include a parent's)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class _NoProgress:
@@ -212,7 +234,7 @@ def main(argv=None) -> dict:
     result = train(args)
     if dist.rank() != 0:
         return result
-    print(f"Trained {len(result['step_losses'])} steps in {result['train_seconds']:.2f} s "
+    print(f"Trained {result['train_steps']} steps in {result['train_seconds']:.2f} s "
           f"({result['samples_per_s']:.1f} samples/s), peak RSS {result['peak_rss_mb']:.0f} MB")
     if args.out:
         with open(args.out, "w") as f:

@@ -44,14 +44,17 @@ def exchange_sizes(n: int, *, group: Group | None = None) -> list[int]:
     return sizes.tolist()
 
 
-def all_reduce(array, op: str = "sum", *, group: Group | None = None):
-    """`array` combined elementwise over the group's ranks by op ('sum', 'mean', 'max', 'min')."""
+def all_reduce(array, op: str = "sum", *, group: Group | None = None, in_place: bool = False):
+    """`array` combined elementwise over the group's ranks by op ('sum', 'mean', 'max', 'min').
+
+    `in_place=True` writes the result into `array` (when it is contiguous) and returns it: no
+    second buffer of the same size, which matters for large gradient buckets."""
     _check_op(op, array.dtype)
     g = _group(group)
     if g.size == 1:
-        return array.copy()
+        return array if in_place else array.copy()
     send = _wire(array)
-    recv = array_module(send).empty_like(send)
+    recv = send if in_place and send is array else array_module(send).empty_like(send)
     transport = select_transport(send, g)
     with _span("all_reduce", g, transport, bytes=send.nbytes, op=op):
         transport.allreduce(send, recv, _wire_op(op, array.dtype))

@@ -53,10 +53,10 @@ def flush() -> None:
     for bucket in buckets(entries):
         xp = array_module(bucket[0][1])
         flat = xp.concatenate([share.reshape(-1) for _, share in bucket])
-        flat = collectives.all_reduce(flat, "sum", group=group())
+        collectives.all_reduce(flat, "sum", group=group(), in_place=True)
         start = 0
-        for leaf, share in bucket:
-            accumulate_into(leaf, flat[start:start + share.size].reshape(share.shape))
+        for leaf, share in bucket:  # the slices do not overlap: each can become a .grad as it is
+            accumulate_into(leaf, flat[start:start + share.size].reshape(share.shape), owned=True)
             start += share.size
 
 

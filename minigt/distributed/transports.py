@@ -194,7 +194,10 @@ class MPITransport:
 
     def allreduce(self, send, recv, op: str) -> None:
         self._ready()
-        self.comm.Allreduce(send, recv, op=_mpi_op(op))
+        from mpi4py import MPI
+
+        # one buffer for both: MPI's in-place form (passing it twice is not allowed)
+        self.comm.Allreduce(MPI.IN_PLACE if send is recv else send, recv, op=_mpi_op(op))
 
     def allgatherv(self, send, recv, counts: list[int]) -> None:
         self._ready()

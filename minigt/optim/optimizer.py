@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
+import numpy as np
+
 from ..autograd import enable_grad, no_grad
 from ..backends import ARRAY_TYPES, array_module, device_of, to_device
 from ..tensor import Tensor
@@ -164,6 +166,24 @@ def check_non_negative(optimizer: str, **hyperparameters: float) -> None:
     for name, value in hyperparameters.items():
         if value < 0.0:
             raise ValueError(f"{optimizer}: invalid {name} {value} (must be >= 0)")
+
+
+_CHUNK = 1 << 16  # elements: a scratch this small stays in cache and is allocated once
+
+
+def add_scaled_(target, alpha: float, x) -> None:
+    """target += alpha·x in place. On the CPU, large arrays go through a small reused scratch
+    instead of a temporary as large as the parameter (a fresh mapping, page faults, every step)."""
+    xp = array_module(target)
+    if xp is not np or target.size <= _CHUNK or not (target.flags.c_contiguous and x.flags.c_contiguous):
+        target += alpha * x
+        return
+    flat_target, flat_x = target.reshape(-1), x.reshape(-1)
+    scratch = np.empty(_CHUNK, target.dtype)
+    for start in range(0, flat_target.size, _CHUNK):
+        part = scratch[:min(_CHUNK, flat_target.size - start)]
+        np.multiply(flat_x[start:start + part.size], alpha, out=part)
+        flat_target[start:start + part.size] += part
 
 
 def axpy(alpha: float, x, y):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..tensor import Tensor
-from .optimizer import Optimizer, axpy, check_non_negative
+from .optimizer import Optimizer, add_scaled_, axpy, check_non_negative
 
 
 class SGD(Optimizer):
@@ -38,4 +38,4 @@ class SGD(Optimizer):
                 v += grad if dampening == 0.0 else (1.0 - dampening) * grad
             # Nesterov looks one step ahead along the velocity: g + μ·v
             step = axpy(momentum, v, grad) if group["nesterov"] else v
-        param -= lr * step
+        add_scaled_(param, -lr, step)
