@@ -211,7 +211,8 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
             )
         grad = _ones_like(xp_data)
     else:
-        grad = getattr(gradient, "data", gradient)
+        # not getattr(gradient, "data", ...): a CuPy array has a .data too (its device pointer)
+        grad = gradient.data if isinstance(gradient, Tensor) else gradient
         if tuple(grad.shape) != tuple(xp_data.shape):
             raise RuntimeError(
                 f"backward(): gradient has shape {tuple(grad.shape)} but the output has shape "

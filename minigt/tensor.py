@@ -221,7 +221,7 @@ class Tensor:
     def _assign(self, op: str, new_data) -> Tensor:
         """Write `new_data` into this tensor's storage, keeping its shape and dtype."""
         self._check_inplace(op)
-        new_data = getattr(new_data, "data", new_data)
+        new_data = _unwrap(new_data)
         if array_module(new_data) is not array_module(self.data) and not np.isscalar(new_data):
             raise RuntimeError(f"{op}: value is on {device_of(new_data)}, tensor on {self.device}")
         self.data[...] = new_data
@@ -238,7 +238,7 @@ class Tensor:
                 "tensor is not differentiable here. Build the result out of place (minigt.cat, "
                 "minigt.where), or assign value.detach() if no gradient should flow."
             )
-        value = getattr(value, "data", value)
+        value = _unwrap(value)
         self.data[normalize_index(index, self.data)] = value
         self._bump_version()
 
@@ -261,17 +261,17 @@ class Tensor:
         return self._assign(op, result)
 
     def add_(self, other, alpha: float = 1.0) -> Tensor:
-        other = getattr(other, "data", other)
+        other = _unwrap(other)
         return self._arithmetic_("add_", self.data + (other if alpha == 1.0 else alpha * other))
 
     def sub_(self, other, alpha: float = 1.0) -> Tensor:
         return self.add_(other, alpha=-alpha)
 
     def mul_(self, other) -> Tensor:
-        return self._arithmetic_("mul_", self.data * getattr(other, "data", other))
+        return self._arithmetic_("mul_", self.data * _unwrap(other))
 
     def div_(self, other) -> Tensor:
-        return self._arithmetic_("div_", self.data / getattr(other, "data", other))
+        return self._arithmetic_("div_", self.data / _unwrap(other))
 
     def __iadd__(self, other):
         return self.add_(other)
@@ -296,6 +296,12 @@ class Tensor:
         return f"tensor({body}, {', '.join(extras)})"
 
     __hash__ = object.__hash__  # tensors are hashed by identity (dict keys, sets), as in PyTorch
+
+
+def _unwrap(value):
+    """A tensor's array; anything else as it is. (Not getattr(value, "data", value): a CuPy
+    array's `.data` is its device pointer, and a NumPy array's a memoryview.)"""
+    return value.data if isinstance(value, Tensor) else value
 
 
 # autograd.py builds Tensors, and Tensor methods call into autograd: import it once Tensor exists.

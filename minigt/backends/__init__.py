@@ -39,6 +39,16 @@ def array_module(array):
     return np
 
 
+def host_checks(array) -> bool:
+    """Whether an op may read `array`'s values in Python to check them (`if bad.any(): raise`).
+
+    True for NumPy arrays. False for GPU arrays: reading a value there waits for every kernel
+    queued before it (a host synchronisation), so ops skip such checks on the GPU and write the
+    result in a way that needs no branch on the data (see cross_entropy, embedding, attention).
+    """
+    return array_module(array) is np
+
+
 def parse_device(device) -> str:
     """Normalise 'cpu', 'cuda', 'cuda:N' (or None for the default) to 'cpu' or 'cuda:N'."""
     if device is None:
@@ -105,8 +115,12 @@ def scatter_add(target, index, values) -> None:
     """target[index] += values, accumulating repeated indices (the one NumPy/CuPy difference)."""
     if array_module(target) is np:
         np.add.at(target, index, values)
-    else:
-        _cupy.add.at(target, index, values)  # cupyx.scatter_add in older CuPy; add.at in >= 9
+    elif hasattr(_cupy.add, "at"):
+        _cupy.add.at(target, index, values)
+    else:  # CuPy without ufunc.at: cupyx.scatter_add does the same
+        import cupyx
+
+        cupyx.scatter_add(target, index, values)
 
 
 def erf(x):

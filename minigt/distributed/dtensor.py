@@ -68,6 +68,25 @@ class DTensor(Tensor):
         grad = DTensor._wrap(Tensor._make(array, False, None), placement, self.global_shape, self.sizes)
         return grad
 
+    def __setitem__(self, index, value) -> None:
+        if not isinstance(self.placement, Replicate):
+            from .dispatch import ShardingError
+
+            raise ShardingError(
+                f"__setitem__ on a {self.placement!r} DTensor of shape {self.shape}: indices are "
+                "global but each rank holds a part. Build the value out of place (minigt.where), "
+                "or redistribute to Replicate() first."
+            )
+        super().__setitem__(index, value)
+
+    def _assign(self, op: str, new_data) -> DTensor:
+        if isinstance(self.placement, Partial):
+            from .dispatch import ShardingError
+
+            raise ShardingError(f"{op} on a Partial DTensor would change every rank's part; "
+                                "redistribute it to Replicate() first")
+        return super()._assign(op, new_data)
+
     def detach(self) -> DTensor:
         return DTensor._wrap(Tensor._make(self.data, False, None), self.placement, self.global_shape, self.sizes)
 

@@ -20,6 +20,7 @@ Two families, each with its backward written next to its forward:
 from __future__ import annotations
 
 from ..autograd import Function
+from ..backends import array_module
 from ..tensor import Tensor
 from . import collectives, gradsync, world
 from .dtensor import DTensor, group, local_range, placement_of, standard_sizes
@@ -199,7 +200,7 @@ class Broadcast(Function):
 
     def backward(self, g):
         total = collectives.all_reduce(g, "sum")
-        return total if world.rank() == self.root else total * 0
+        return total if world.rank() == self.root else array_module(total).zeros_like(total)
 
 
 def _plain(op: str, t: Tensor) -> None:

@@ -27,9 +27,10 @@ def defer(leaf, share) -> None:
         entry[1] = entry[1] + share
 
 
-def buckets(entries: list, limit: int = BUCKET_BYTES) -> list:
+def buckets(entries: list, limit: int | None = None) -> list:
     """Consecutive groups of entries with one dtype and module, each under `limit` bytes
     (an entry larger than the limit gets a bucket of its own)."""
+    limit = BUCKET_BYTES if limit is None else limit
     groups, size = [], 0
     for entry in entries:
         share = entry[1]

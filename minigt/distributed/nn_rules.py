@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..backends import array_module
 from ..ops import elementwise as ew
 from ..tensor import Tensor
@@ -82,7 +84,8 @@ def cross_entropy(cls, inputs, params):
     if reduction == "sum":
         return rules.DTensor._wrap(summed, Partial(), ())
     xp = array_module(summed.data)
-    counted = xp.asarray(float((target.data != params["ignore_index"]).sum()))
+    # a float64 0-d array on the targets' device (float() would wait for a GPU)
+    counted = xp.asarray((target.data != params["ignore_index"]).sum(dtype=np.float64))
     count = collectives.all_reduce(counted, "sum", group=group())
     scale = Tensor._make((1 / count).astype(summed.data.dtype), False, None)
     return rules.run_local(ew.Mul, [summed, scale], {}, Partial(), ())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+from .. import backends
 from ..autograd import no_grad
 from ..backends import array_module
 from ..tensor import Tensor
@@ -26,6 +27,8 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
     if norm_type != math.inf:
         total **= 1.0 / norm_type
     grads = [p.grad.data for p in params]
+    if not backends.host_checks(grads[0]):
+        return _clip_on_device(params, total, max_norm, norm_type, error_if_nonfinite)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(
             f"clip_grad_norm_: the total {norm_type}-norm of the gradients is {total}; pass "
@@ -40,11 +43,36 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
     return Tensor(total, dtype=grads[0].dtype)
 
 
-def _norm_part(params: list, norm_type: float) -> float:
-    """max |g| (inf-norm) or Σ |g|^p over these parameters' gradients."""
+def _clip_on_device(params: list, total, max_norm: float, norm_type: float,
+                    error_if_nonfinite: bool) -> Tensor:
+    """The end of clip_grad_norm_ on a GPU: the norm stays there and every gradient is multiplied
+    by min(1, max_norm / (norm + 1e-6)), as PyTorch does, so nothing waits for the GPU (except
+    error_if_nonfinite, which has to read the norm)."""
+    dtype = params[0].grad.data.dtype
+    xp = array_module(params[0].grad.data)
+    total = xp.asarray(total, dtype=dtype)
+    if error_if_nonfinite and not bool(xp.isfinite(total)):
+        raise RuntimeError(
+            f"clip_grad_norm_: the total {norm_type}-norm of the gradients is {float(total)}; pass "
+            "error_if_nonfinite=False to clip anyway"
+        )
+    coef = Tensor._make(xp.minimum(max_norm / (total + 1e-6), 1.0).astype(dtype), False, None)
+    with no_grad():
+        for p in params:
+            p.grad.mul_(coef)
+    return Tensor._make(total, False, None)
+
+
+def _norm_part(params: list, norm_type: float):
+    """max |g| (inf-norm) or Σ |g|^p over these parameters' gradients: a float, or on a GPU a
+    0-d array there (float() would wait for the GPU)."""
     if not params:
         return 0.0
     xp = array_module(params[0].grad.data)
+    if not backends.host_checks(params[0].grad.data):
+        if norm_type == math.inf:
+            return xp.stack([xp.abs(p.grad.data).max() for p in params]).max()
+        return xp.stack([(xp.abs(p.grad.data) ** norm_type).sum() for p in params]).sum()
     if norm_type == math.inf:
         return max(float(xp.abs(p.grad.data).max()) for p in params)
     return sum(float((xp.abs(p.grad.data) ** norm_type).sum()) for p in params)
@@ -58,10 +86,16 @@ def _split_norm_part(params: list, norm_type: float) -> float:
 
     from ..distributed import collectives, world
 
-    local = np.asarray(_norm_part(params, norm_type))
+    part = _norm_part(params, norm_type)
+    local = np.asarray(part) if isinstance(part, float) else part
     op = "max" if norm_type == math.inf else "sum"
-    return float(collectives.all_reduce(local, op, group=world.tensor_group()))
+    total = collectives.all_reduce(local, op, group=world.tensor_group())
+    return float(total) if isinstance(part, float) else total
 
 
-def _combine(a: float, b: float, norm_type: float) -> float:
-    return max(a, b) if norm_type == math.inf else a + b
+def _combine(a, b, norm_type: float):
+    if norm_type != math.inf:
+        return a + b
+    if isinstance(a, float) and isinstance(b, float):
+        return max(a, b)
+    return array_module(b if isinstance(a, float) else a).maximum(a, b)  # no bool(): a GPU waits

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ... import backends
 from ...backends import array_module
 from ...ops import matmul, softmax
 from ...tensor import Tensor
@@ -36,14 +37,16 @@ def attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = N
     """(softmax(q kᵀ · scale + mask) v, the attention weights); `mask` is additive.
 
     A query whose keys are all masked out gets zero weights (not softmax's 0/0 = NaN, which would
-    also poison every gradient), as PyTorch's scaled_dot_product_attention does.
+    also poison every gradient), as PyTorch's scaled_dot_product_attention does. On the CPU the
+    two fills below run only when such a row exists; on a GPU they always run (they change
+    nothing when none does), since asking whether one exists would wait for the GPU.
     """
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = matmul(query * scale, key.transpose(-2, -1))
     blocked = None
     if mask is not None:
         blocked = array_module(mask.data).isneginf(mask.data).all(axis=-1, keepdims=True)
-        if blocked.any():
+        if not backends.host_checks(blocked) or blocked.any():
             blocked = Tensor._make(blocked, False, None)
             mask = mask.masked_fill(blocked, 0.0)  # any finite row: its weights are zeroed below
         else:

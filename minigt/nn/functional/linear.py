@@ -1,11 +1,15 @@
 """Linear maps and lookups: linear, embedding, one_hot."""
 from __future__ import annotations
 
+import math
+
 from ...autograd import Function
 import numpy as np
 
+from ... import backends
 from ...backends import array_module
 from ...ops import where
+from ...ops.indexing import _refuse_partial_indices
 from ...ops.dims import same_device
 from ...tensor import Tensor
 
@@ -17,14 +21,16 @@ class LinearFn(Function):
 
     def forward(self, x, weight, *bias):
         self.x_shape, self.weight = x.shape, weight
-        self.rows = x.reshape(-1, x.shape[-1])  # a view when x is contiguous
+        # a view when x is contiguous; the row count is explicit, as -1 cannot be inferred when
+        # a sharded part has no features
+        self.rows = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
         y = self.rows @ weight.T
         if bias:
             y += bias[0]
         return y.reshape(x.shape[:-1] + (weight.shape[0],))
 
     def backward(self, g):
-        g = g.reshape(-1, g.shape[-1])
+        g = g.reshape(self.rows.shape[0], g.shape[-1])  # g.shape[-1] may be 0 (an empty part)
         needs = self.needs_input_grad
         gx = (g @ self.weight).reshape(self.x_shape) if needs[0] else None
         # gᵀ x is (out, in), the weight's own layout: no transposed copy when it is stored.
@@ -51,10 +57,14 @@ def embedding(index: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
     """Rows of `weight` picked by the integer tensor `index`: out[..., :] = weight[index[...], :].
 
     Positions whose index is `padding_idx` pass no gradient to that row (the forward is unchanged).
+    An index out of range raises on the CPU; on a GPU, where checking would wait for the GPU, its
+    output row is NaN instead (and passes no gradient).
     """
     if index.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be an integer tensor, got {index.dtype}")
     rows = weight.shape[0]
+    if not backends.host_checks(index.data):
+        return _embedding_unchecked(index, weight, padding_idx)
     if index.numel() and not (index.data.min() >= 0 and index.data.max() < rows):
         bad = index.data[(index.data < 0) | (index.data >= rows)].ravel()[0]
         raise IndexError(
@@ -67,8 +77,29 @@ def embedding(index: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
     return out
 
 
+def _embedding_unchecked(index: Tensor, weight: Tensor, padding_idx: int | None) -> Tensor:
+    """embedding() without reading the indices on the host: indices out of range look up row 0,
+    and their output rows are replaced by NaN (for floating weights)."""
+    if index.placement is not None:  # the lookup below sees index.data: refuse a sharded one
+        _refuse_partial_indices(weight, index)
+    rows = weight.shape[0]
+    xp = array_module(index.data)
+    inside = (index.data >= 0) & (index.data < rows)
+    out = weight[Tensor._make(xp.where(inside, index.data, 0), False, None)]
+    if weight.dtype.kind == "f":
+        out = where(Tensor._make(inside[..., None], False, None), out, float("nan"))
+    if padding_idx is not None:
+        keep = (index != padding_idx % rows).unsqueeze(-1)
+        out = where(keep, out, out.detach())
+    return out
+
+
 def one_hot(index: Tensor, num_classes: int = -1) -> Tensor:
-    """An int64 tensor with a trailing dim of `num_classes`: 1 at each index, 0 elsewhere."""
+    """An int64 tensor with a trailing dim of `num_classes`: 1 at each index, 0 elsewhere.
+
+    Values outside [0, num_classes) raise on the CPU; on a GPU they are not checked (that would
+    wait for the GPU, as PyTorch's CUDA one_hot does not either) and give rows of zeros. Without
+    `num_classes` the largest value is read, which on a GPU waits for it."""
     if index.dtype.kind not in "iu":
         raise TypeError(f"one_hot: expects an integer tensor, got {index.dtype}")
     data = index.data
@@ -76,7 +107,7 @@ def one_hot(index: Tensor, num_classes: int = -1) -> Tensor:
         raise ValueError("one_hot: give num_classes for a sharded tensor (each rank sees only its part)")
     if num_classes < 0:
         num_classes = int(data.max()) + 1 if data.size else 0
-    if data.size and (data.min() < 0 or data.max() >= num_classes):
+    if data.size and backends.host_checks(data) and (data.min() < 0 or data.max() >= num_classes):
         raise ValueError(
             f"one_hot: values must be in [0, {num_classes}) for num_classes={num_classes}, got "
             f"min {int(data.min())}, max {int(data.max())}"

@@ -1,6 +1,9 @@
 """Losses: cross_entropy (softmax and negative log-likelihood fused into one Function) and mse_loss."""
 from __future__ import annotations
 
+import numpy as np
+
+from ... import backends
 from ...autograd import Function
 from ...backends import array_module
 from ...ops import mean, sum
@@ -26,19 +29,30 @@ class CrossEntropyFn(Function):
         exps = xp.exp(shifted)
         total = exps.sum(axis=1, keepdims=True)
         log_probs = shifted - xp.log(total)
-        self.valid = target != ignore_index
-        self.target = xp.where(self.valid, target, 0)  # any class: ignored rows are zeroed below
+        self.valid = keep = target != ignore_index
+        self.bad = None
+        if not backends.host_checks(target):
+            # On a GPU cross_entropy() did not check the range (that would wait for the GPU): a
+            # target out of range reads class 0 here, and its row's loss and gradient become NaN.
+            self.bad = self.valid & ((target < 0) | (target >= classes))
+            keep = self.valid & ~self.bad
+        self.target = xp.where(keep, target, 0)  # any class: ignored rows are zeroed below
         picked = xp.take_along_axis(log_probs, self.target[:, None], axis=1)[:, 0]
         loss = -(1.0 - label_smoothing) * picked
         if label_smoothing:
             loss -= (label_smoothing / classes) * log_probs.sum(axis=1)
         loss *= self.valid
+        if self.bad is not None:
+            loss = xp.where(self.bad, loss.dtype.type(np.nan), loss)
         self.probs_parts = exps, total
         self.reduction, self.smoothing = reduction, label_smoothing
         if reduction == "none":
             return loss
         if reduction == "sum":
             return loss.sum()
+        if self.bad is not None:  # on a GPU the count stays there (int() would wait); 0/0 is NaN
+            self.count = self.valid.sum(dtype=loss.dtype)
+            return loss.sum() / self.count
         self.count = int(self.valid.sum())
         return loss.sum() / self.count if self.count else loss.sum() * float("nan")
 
@@ -50,6 +64,8 @@ class CrossEntropyFn(Function):
         if self.smoothing:
             dx -= self.smoothing / dx.shape[1]
         row_weight = self.valid * (g if self.reduction != "mean" else g / self.count)
+        if self.bad is not None:
+            row_weight = xp.where(self.bad, row_weight.dtype.type(np.nan), row_weight)
         dx *= row_weight.astype(dx.dtype, copy=False)[:, None]
         return dx, None
 
@@ -76,12 +92,13 @@ def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean",  # noq
         )
     classes = input.shape[1] if input.ndim >= 2 else input.shape[0]
     labels = target.data
-    bad = (labels != ignore_index) & ((labels < 0) | (labels >= classes))
-    if bad.any():
-        raise IndexError(
-            f"cross_entropy: target {int(labels[bad].ravel()[0])} is out of range for {classes} "
-            f"classes (expected 0..{classes - 1}, or ignore_index={ignore_index})"
-        )
+    if backends.host_checks(labels):  # on a GPU: NaN loss instead (see CrossEntropyFn.forward)
+        bad = (labels != ignore_index) & ((labels < 0) | (labels >= classes))
+        if bad.any():
+            raise IndexError(
+                f"cross_entropy: target {int(labels[bad].ravel()[0])} is out of range for "
+                f"{classes} classes (expected 0..{classes - 1}, or ignore_index={ignore_index})"
+            )
     # The Function sees rows of logits: move the class dim last and flatten the rest.
     logits = input
     if input.ndim == 1:

@@ -1,0 +1,453 @@
+"""DTensor by hand: making and moving sharded tensors, the placements the rules promise, the
+communication they insert, and data-parallel gradients -- at whatever world size mpirun gives.
+
+Values and gradients are checked against the same program run on plain tensors (`check_op`).
+Shapes with 2 rows leave the last ranks of a 3- or 4-rank world with empty parts.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import (
+    RANK, SIZE, TOL, check_op, count_calls, gather_objects, global_array, global_grad, global_value,
+    local_part, make_input, mlp_loss, mlp_params, partial_parts, uneven, weighted_sum, weights_for,
+)
+
+import minigt
+import minigt.distributed as dist
+from minigt.distributed import collectives, gradsync
+from minigt.distributed.placement import Partial, Replicate, Shard
+
+PLACEMENTS = [Shard(0), Shard(1), Replicate(), Partial()]
+IDS = ["S0", "S1", "R", "P"]
+
+
+# ---- making DTensors -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [2, 5, 7])
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_shard_keeps_this_ranks_part(n, dim):
+    x = global_array((n, 3) if dim == 0 else (3, n), seed=n)
+    d = dist.shard(minigt.tensor(x), dim)
+    assert d.placement == Shard(dim % 2) and d.shape == x.shape and len(d) == x.shape[0]
+    assert d.sizes == tuple(collectives.shard_sizes(n, SIZE))
+    np.testing.assert_array_equal(d.local.numpy(), local_part(x, dim % 2))
+    np.testing.assert_array_equal(d.numpy(), x)
+
+
+@pytest.mark.parametrize("make", ["shard", "replicate"])
+def test_a_plain_leaf_gets_the_whole_gradient_through_shard_and_replicate(make):
+    x = minigt.tensor(global_array((2, 3), seed=2), requires_grad=True)
+    d = dist.shard(x, 0) if make == "shard" else dist.replicate(x)
+    weighted_sum(d, weights_for(x.shape, 2)).backward()
+    assert x.grad is not None, f"{make}(x) cut x from the graph"
+    np.testing.assert_allclose(x.grad.numpy(), weights_for(x.shape, 2).numpy(), **TOL)
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+def test_from_local_with_uneven_parts(dim):
+    parts = [global_array((n, 2) if dim == 0 else (2, n), seed=r) for r, n in enumerate(uneven(SIZE))]
+    part = minigt.tensor(parts[RANK], requires_grad=True)
+    d = dist.from_local(part, Shard(dim))
+    assert d.sizes == tuple(uneven(SIZE)) and d.shape[dim] == sum(uneven(SIZE))
+    np.testing.assert_array_equal(d.numpy(), np.concatenate(parts, dim))
+    (d * 3.0).sum().backward()  # the part's gradient passes straight through
+    np.testing.assert_array_equal(part.grad.numpy(), np.full(parts[RANK].shape, 3.0))
+
+
+def test_from_local_with_a_given_shape_checks_the_part_length():
+    shape = (5, 2)
+    d = dist.from_local(minigt.tensor(local_part(global_array(shape, 3), 0)), Shard(0), shape)
+    np.testing.assert_array_equal(d.numpy(), global_array(shape, 3))
+    if SIZE > 1:
+        with pytest.raises(ValueError, match="rows"):
+            dist.from_local(minigt.ones(5, 2), Shard(0), shape)
+    with pytest.raises(TypeError, match="already a DTensor"):
+        dist.from_local(d, Replicate())
+
+
+def test_from_local_partial_sums_the_parts():
+    x = global_array((3, 2), 4)
+    d = dist.from_local(minigt.tensor(partial_parts(x, 4)[RANK]), Partial())
+    assert d.placement == Partial()
+    np.testing.assert_allclose(d.numpy(), x, **TOL)
+
+
+# ---- redistribute among all placement pairs ------------------------------------------------------
+
+COLLECTIVES = ("all_gather", "all_reduce", "reduce_scatter", "broadcast")
+EXPECTED_CALLS = {  # (source, target) -> the one collective it needs (None: none)
+    ("S0", "R"): "all_gather", ("S1", "R"): "all_gather", ("R", "S0"): None, ("R", "S1"): None,
+    ("P", "R"): "all_reduce", ("P", "S0"): "reduce_scatter", ("P", "S1"): "reduce_scatter",
+    ("S0", "S1"): "all_gather", ("S1", "S0"): "all_gather",  # via the whole value, as asked
+    ("S0", "S0"): None, ("S1", "S1"): None, ("R", "R"): None,
+}
+
+
+@pytest.mark.parametrize("source", PLACEMENTS, ids=IDS)
+@pytest.mark.parametrize("target", PLACEMENTS[:3], ids=IDS[:3])
+def test_redistribute(source, target, monkeypatch):
+    x = global_array((2, 5), seed=5)  # 2 rows: empty parts on 3+ ranks; 5 columns: uneven
+    leaf = make_input(x, source, seed=5)
+    calls = {name: count_calls(monkeypatch, collectives, name) for name in COLLECTIVES}
+    out = leaf.redistribute(target)
+    made = sorted(name for name, c in calls.items() if c)
+    monkeypatch.undo()
+
+    assert out.placement == target and out.shape == x.shape
+    key = (IDS[PLACEMENTS.index(source)], IDS[PLACEMENTS.index(target)])
+    if key in EXPECTED_CALLS and SIZE > 1:
+        assert made == ([EXPECTED_CALLS[key]] if EXPECTED_CALLS[key] else [])
+    expected_local = local_part(x, target.dim) if isinstance(target, Shard) else x
+    np.testing.assert_allclose(out.local.numpy(), expected_local, **TOL)
+    weighted_sum(out, weights_for(x.shape, 5)).backward()
+    np.testing.assert_allclose(global_grad(leaf), weights_for(x.shape, 5).numpy(), **TOL)
+
+
+@pytest.mark.parametrize("source", PLACEMENTS[:3], ids=IDS[:3])
+def test_nothing_turns_into_partial(source):
+    leaf = make_input(global_array((2, 3), 6), source)
+    with pytest.raises(ValueError, match="Partial"):
+        leaf.redistribute(Partial())
+
+
+def test_redistribute_to_the_same_placement_is_free():
+    d = dist.shard(minigt.tensor(global_array((4, 3), 7)), 1)
+    assert d.redistribute(Shard(-1)) is d
+
+
+# ---- leaving the distributed world: item(), numpy() ------------------------------------------------
+
+
+def test_item_and_numpy_on_partial_and_shard():
+    x = global_array((2, 3), 8)
+    d = dist.shard(minigt.tensor(x), 0)
+    total = d.sum()
+    assert total.placement == Partial()
+    assert total.item() == pytest.approx(x.sum(), rel=1e-12)
+    np.testing.assert_allclose(d.numpy(), x, **TOL)
+    np.testing.assert_allclose(d.sum(1).numpy(), x.sum(1), **TOL)  # Shard(0) of 2 rows
+    one = dist.shard(minigt.tensor(np.array([4.5])), 0)  # one element: all but rank 0 empty
+    assert one.item() == 4.5
+    with pytest.raises(ValueError, match="one element"):
+        d.item()
+
+
+# ---- uneven and empty parts ----------------------------------------------------------------------
+
+TWO_ROW_OPS = {
+    "elementwise": lambda x, w: (x * 2 + 1).tanh() * x,
+    "with_row_vector": lambda x, w: x - w[0],
+    "sum_rows": lambda x, w: x.sum(1),
+    "mean_over_sharded": lambda x, w: x.mean(0),
+    "softmax_rows": lambda x, w: x.softmax(-1),
+    "var_rows": lambda x, w: x.var(1),
+    "matmul": lambda x, w: x @ w.T,
+    "slice": lambda x, w: x[1:],
+    "int_index": lambda x, w: x[1],
+    "reshape": lambda x, w: x.reshape(2, 3, 1),
+}
+
+
+@pytest.mark.parametrize("name", list(TWO_ROW_OPS))
+def test_two_rows_over_every_rank(name):
+    arrays = [global_array((2, 3), 9), global_array((4, 3), 10)]
+    check_op(TWO_ROW_OPS[name], arrays, [Shard(0), None], seed=9)
+
+
+# ---- placements the rules table promises ---------------------------------------------------------
+
+# (name, shape a, placement a, shape b, placement b, expected output placement)
+MATMUL_TABLE = [
+    ("rows", (5, 3), Shard(0), (3, 4), Replicate(), Shard(0)),
+    ("cols", (5, 3), Replicate(), (3, 4), Shard(1), Shard(1)),
+    ("inner", (5, 3), Shard(1), (3, 4), Shard(0), Partial()),
+    ("inner_with_R_right", (5, 3), Shard(1), (3, 4), Replicate(), Partial()),
+    ("inner_with_R_left", (5, 3), Replicate(), (3, 4), Shard(0), Partial()),
+    ("plain_right", (5, 3), Shard(0), (3, 4), None, Shard(0)),
+    ("partial_left", (5, 3), Partial(), (3, 4), Replicate(), Partial()),
+    ("partial_right", (5, 3), None, (3, 4), Partial(), Partial()),
+    ("batch", (3, 2, 4), Shard(0), (3, 4, 2), Shard(0), Shard(0)),
+    ("batch_with_R", (3, 2, 4), Shard(0), (3, 4, 2), Replicate(), Shard(0)),
+    ("batch_with_matrix", (3, 2, 4), Shard(0), (4, 2), Replicate(), Shard(0)),
+    ("batched_rows", (3, 5, 4), Shard(1), (3, 4, 2), Replicate(), Shard(1)),
+    ("matrix_rows_by_batch", (5, 4), Shard(0), (3, 4, 2), Replicate(), Shard(1)),
+    ("batched_cols", (3, 2, 4), Replicate(), (3, 4, 5), Shard(2), Shard(2)),
+    ("batched_inner", (3, 2, 4), Shard(2), (3, 4, 5), Shard(1), Partial()),
+    ("broadcast_batch", (2, 1, 2, 4), Shard(0), (3, 4, 2), Replicate(), Shard(0)),
+]
+
+
+@pytest.mark.parametrize("case", MATMUL_TABLE, ids=[c[0] for c in MATMUL_TABLE])
+def test_matmul_placements(case):
+    _, shape_a, pa, shape_b, pb, expected = case
+    out = check_op(lambda a, b: a @ b, [global_array(shape_a, 11), global_array(shape_b, 12)], [pa, pb])
+    assert out.placement == expected
+
+
+@pytest.mark.xfail(raises=dist.ShardingError, strict=True,
+                   reason="matmul with a 1-D operand has no rule when the other is sharded")
+def test_matrix_times_vector_with_sharded_rows():
+    out = check_op(lambda a, v: a @ v, [global_array((5, 3), 11), global_array((3,), 12)], [Shard(0), None])
+    assert out.placement == Shard(0)
+
+
+def test_matmul_rows_by_columns_has_no_rule():
+    a = dist.shard(minigt.tensor(global_array((4, 3), 13)), 0)
+    b = dist.shard(minigt.tensor(global_array((3, 4), 14)), 1)
+    with pytest.raises(dist.ShardingError, match="(?i)matmul"):
+        a @ b
+
+
+@pytest.mark.parametrize("n", [2, 7, 10])
+@pytest.mark.parametrize("index", [np.s_[1:], np.s_[::2], np.s_[1:8:3], np.s_[5:], np.s_[:1],
+                                   np.s_[3:2], np.s_[-4::3]], ids=str)
+def test_slicing_the_sharded_dim_keeps_each_ranks_own_part(n, index):
+    x = global_array((3, n), 15)
+    out = check_op(lambda t: t[..., index], [x], [Shard(1)])
+    kept = np.arange(n)[index]  # global positions the slice keeps; each rank keeps its own
+    ranges = [collectives.shard_range(n, SIZE, r) for r in range(SIZE)]
+    assert out.placement == Shard(1)
+    assert out.sizes == tuple(int(((lo <= kept) & (kept < hi)).sum()) for lo, hi in ranges)
+
+
+@pytest.mark.parametrize("index, position", [
+    (np.s_[None, 1:], 1), (np.s_[::2, 0], 0), (np.s_[..., None, 1:3], 0), (np.s_[1:, None], 0),
+    (np.s_[None, None, 2:], 2), (np.s_[-3:, -1], 0),
+], ids=str)
+def test_slicing_remaps_the_sharded_dim(index, position):
+    out = check_op(lambda t: t[index], [global_array((5, 4), 16)], [Shard(0)])
+    assert out.placement == Shard(position)
+
+
+@pytest.mark.parametrize("i", [0, 1, -1])
+def test_an_int_on_the_sharded_dim_gives_partial(i):
+    out = check_op(lambda t: t[:, i], [global_array((4, 2, 3), 17)], [Shard(1)])
+    assert out.placement == Partial()
+
+
+@pytest.mark.parametrize("fn, expected", [
+    (lambda x: x.reshape(20, 3), Shard(0)), (lambda x: x.reshape(4, 15, 1), Shard(0)),
+    (lambda x: x.transpose(0, 1), Shard(1)), (lambda x: x.permute(2, 0, 1), Shard(1)),
+    (lambda x: x.sum((1, 2)), Shard(0)), (lambda x: x.softmax(1), Shard(0)),
+    (lambda x: x.unsqueeze(0), Shard(1)), (lambda x: x.expand(2, 4, 5, 3), Shard(1)),
+    (lambda x: minigt.cat([x, x * 2], 2), Shard(0)), (lambda x: x.flatten(1), Shard(0)),
+], ids=["reshape_merge", "reshape_split", "transpose", "permute", "sum_other_dims", "softmax_other",
+        "unsqueeze", "expand", "cat_other_dim", "flatten_rest"])
+def test_shape_ops_remap_the_sharded_dim(fn, expected):
+    out = check_op(fn, [global_array((4, 5, 3), 18)], [Shard(0)])
+    assert out.placement == expected
+
+
+# ---- Partial: from reductions over the sharded dim, reduced only when a value is needed ------------
+
+
+def test_partial_stays_partial_through_linear_ops(monkeypatch):
+    x = dist.shard(minigt.tensor(global_array((6, 3), 19)), 0)
+    w = minigt.tensor(global_array((3, 2), 20))
+    reduces = count_calls(monkeypatch, collectives, "all_reduce")
+    s = x.sum(0)
+    linear = [s * 2, s / 3, s + s, s - s * 0.5, -s, s.reshape(3, 1), s[1:], s.unsqueeze(0) @ w,
+              x.mean(0), s.expand(2, 3)]
+    assert all(t.placement == Partial() for t in linear)
+    assert reduces == []  # nothing has needed a value yet
+    np.testing.assert_allclose((s * 2).numpy(), 2 * global_array((6, 3), 19).sum(0), **TOL)
+    assert len(reduces) == 1
+    assert (s + minigt.ones(3)).placement == Replicate()  # P + R needs the total: all-reduced
+
+
+@pytest.mark.parametrize("fn, placement", [
+    (lambda x: x.sum(0), Partial()), (lambda x: x.mean(0), Partial()), (lambda x: x.sum(), Partial()),
+    (lambda x: x.mean((0, 1)), Partial()), (lambda x: x.sum(0, keepdim=True), Partial()),
+    (lambda x: x.sum(1), Shard(0)), (lambda x: x.amax(1), Shard(0)), (lambda x: x.var(1), Shard(0)),
+    (lambda x: x.logsumexp(1), Shard(0)), (lambda x: x.mean(1, keepdim=True), Shard(0)),
+], ids=["sum0", "mean0", "sum_all", "mean_all", "sum0_keepdim", "sum1", "amax1", "var1", "lse1",
+        "mean1_keepdim"])
+def test_reductions(fn, placement):
+    out = check_op(fn, [global_array((5, 4), 21)], [Shard(0)])
+    assert out.placement == placement
+
+
+@pytest.mark.parametrize("fn", [lambda t: t.mean(0), lambda t: t.mean(), lambda t: t.sum(0)],
+                         ids=["mean0", "mean_all", "sum0"])
+@pytest.mark.filterwarnings("ignore:.*(empty slice|invalid value|divide by zero):RuntimeWarning")
+def test_reducing_the_sharded_dim_of_an_empty_tensor(fn):
+    out = check_op(fn, [np.zeros((4, 0))], [Shard(0)])
+    assert out.placement == Partial()
+
+
+def test_cast_of_a_partial_to_integers_sums_first():
+    d = dist.shard(minigt.tensor(np.full(4, 0.75)), 0).sum()  # parts 0.75 * rows: not integers
+    assert d.to(np.int64).item() == 3
+
+
+# ---- clear errors where there is no rule ---------------------------------------------------------
+
+NO_RULE = [
+    ("Softmax", lambda x: x.softmax(0)), ("LogSoftmax", lambda x: x.log_softmax(0)),
+    ("Amax", lambda x: x.amax(0)), ("Var", lambda x: x.var()), ("LogSumExp", lambda x: x.logsumexp(0)),
+    ("reshape", lambda x: x.redistribute(Shard(1)).reshape(12, 2)),
+    ("cat", lambda x: minigt.cat([x, x], 0)),
+    ("cat", lambda x: minigt.cat([x, x.redistribute(Shard(1))], 2)),
+    ("broadcast_to", lambda x: x[:1].expand(5, 3, 2)), ("getitem", lambda x: x[::-1]),
+    ("getitem", lambda x: x[minigt.tensor([0, 2])]),
+    ("Add", lambda x: x + x.redistribute(Shard(1))),
+    ("Add", lambda x: x[:1] + x),
+    ("Mul", lambda x: x[:1] * x.redistribute(Replicate())),  # would broadcast the sharded dim
+    ("MatMul", lambda x: x[:1] @ x.redistribute(Replicate()).transpose(1, 2)),
+]
+
+
+@pytest.mark.parametrize("op, fn", NO_RULE, ids=[f"{i}-{op}" for i, (op, _) in enumerate(NO_RULE)])
+def test_no_rule_is_a_clear_error(op, fn):
+    x = dist.shard(minigt.tensor(global_array((4, 3, 2), 22)), 0)
+    with pytest.raises(dist.ShardingError) as info:
+        fn(x)
+    message = str(info.value)
+    assert op in message and "Shard(" in message and "edistribute" in message
+
+
+@pytest.mark.parametrize("index_placement", [Shard(0), Partial()], ids=["S0", "P"])
+@pytest.mark.parametrize("x_placement", [None, Replicate(), Shard(0)], ids=["plain", "R", "S0"])
+def test_an_index_tensor_split_across_ranks_is_refused(index_placement, x_placement):
+    """Each rank holds part of such an index: using it as the whole would be silently wrong."""
+    x = make_input(global_array((5, 3), 24), x_placement, requires_grad=False)
+    rows = minigt.tensor(np.array([2, 0, 1, 1]))
+    index = dist.from_local(rows, Partial()) if isinstance(index_placement, Partial) else dist.shard(rows, 0)
+    with pytest.raises(dist.ShardingError, match="getitem.*index tensor"):
+        x[index] if x_placement is None else x[:, index]
+
+
+def test_a_replicated_index_tensor_works():
+    index = dist.replicate(minigt.tensor(np.array([2, 0, 1, 1])))
+    check_op(lambda t: t[index], [global_array((5, 3), 25)], [None])
+    out = check_op(lambda t: t[:, index], [global_array((5, 3), 25)], [Shard(0)])
+    assert out.placement == Shard(0)
+
+
+def test_parts_cut_differently_do_not_combine():
+    by_rank = dist.from_local(minigt.ones(RANK + 1, 2), Shard(0))  # sizes 1, 2, 3, ...
+    standard = dist.shard(minigt.ones(by_rank.shape[0], 2), 0)
+    if by_rank.sizes == standard.sizes:
+        pytest.skip("one rank: the cuts agree")
+    with pytest.raises(dist.ShardingError, match="Add.*unevenly"):
+        by_rank + standard
+
+
+@pytest.mark.parametrize("placement", [Shard(0), Partial()], ids=["S0", "P"])
+def test_writing_into_a_dtensor_is_right_or_refused(placement):
+    x = global_array((4, 2), 23)
+    d = make_input(x, placement, requires_grad=False)
+    try:
+        d[1] = 7.0
+        outcome = "written"
+    except dist.ShardingError:
+        outcome = "refused"
+    except Exception as error:  # noqa: BLE001 - e.g. an IndexError on ranks with few rows
+        outcome = f"{type(error).__name__}: {error}"
+    outcomes = gather_objects(outcome)
+    assert len(set(outcomes)) == 1 and outcomes[0] in ("written", "refused"), outcomes
+    if outcome == "written":
+        expected = x.copy()
+        expected[1] = 7.0
+        np.testing.assert_allclose(global_value(d), expected, **TOL)
+
+
+# ---- data parallelism: replicated parameters, sharded data ------------------------------------------
+
+
+@pytest.mark.parametrize("rows", [2, 9])
+def test_replicated_parameters_get_the_whole_gradient_in_one_all_reduce(rows, monkeypatch):
+    x, y = global_array((rows, 3), 30), global_array((rows, 2), 31)
+    reference = mlp_params(32)
+    mlp_loss(reference, minigt.tensor(x), minigt.tensor(y)).backward()
+
+    params = mlp_params(32)
+    loss = mlp_loss(params, dist.shard(minigt.tensor(x), 0), dist.shard(minigt.tensor(y), 0))
+    assert loss.placement == Partial()
+    reduces = count_calls(monkeypatch, collectives, "all_reduce")
+    loss.backward()
+    assert len(reduces) == 1  # four parameters, one bucket
+    assert gradsync._pending == {}
+    for got, want in zip(params, reference):
+        assert type(got.grad) is minigt.Tensor
+        np.testing.assert_allclose(got.grad.numpy(), want.grad.numpy(), **TOL)
+
+
+def test_a_parameter_used_by_sharded_and_replicated_compute():
+    x = global_array((5, 3), 33)
+    w_ref = minigt.tensor(global_array((3,), 34), requires_grad=True)
+    ((minigt.tensor(x) * w_ref).sum() + (w_ref * w_ref).sum() + (minigt.tensor(x) + w_ref).sum()
+     ).backward()
+    w = minigt.tensor(global_array((3,), 34), requires_grad=True)
+    xs = dist.shard(minigt.tensor(x), 0)
+    loss = (xs * w).sum() + (w * w).sum() + (xs + w).sum()  # P + R + P: the total is all-reduced
+    loss.backward()
+    np.testing.assert_allclose(w.grad.numpy(), w_ref.grad.numpy(), **TOL)
+
+
+def test_buckets_group_consecutive_shares_under_the_limit():
+    shares = [np.zeros(n) for n in (4, 4, 10, 1, 1)] + [np.zeros(2, np.float32)]
+    groups = gradsync.buckets([[None, s] for s in shares], limit=8 * 8)
+    assert [[e[1].size for e in g] for g in groups] == [[4, 4], [10], [1, 1], [2]]
+
+
+def sgd_step(params, x, y, lr=0.1):
+    loss = mlp_loss(params, x, y)
+    optimizer = minigt.optim.SGD(params, lr=lr, momentum=0.9)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+@pytest.mark.parametrize("rows", [3, 8])
+def test_data_parallel_sgd_step_equals_the_single_process_step(rows):
+    x, y = global_array((rows, 3), 40), global_array((rows, 2), 41)
+    reference = mlp_params(42)
+    expected_loss = sgd_step(reference, minigt.tensor(x), minigt.tensor(y)).item()
+    params = mlp_params(42)
+    loss = sgd_step(params, dist.shard(minigt.tensor(x), 0), dist.shard(minigt.tensor(y), 0))
+    assert loss.item() == pytest.approx(expected_loss, rel=1e-12)
+    for got, want in zip(params, reference):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), **TOL)
+
+
+def test_data_parallel_sgd_step_with_nn_modules():
+    from minigt import nn
+
+    x, y = global_array((7, 3), 43), global_array((7, 2), 44)
+
+    def step(inputs, targets):
+        minigt.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 5), nn.LayerNorm(5), nn.ReLU(), nn.Linear(5, 2)).double()
+        optimizer = minigt.optim.SGD(model.parameters(), lr=0.1)
+        ((model(inputs) - targets) ** 2).mean().backward()
+        optimizer.step()
+        return [p.numpy() for p in model.parameters()]
+
+    expected = step(minigt.tensor(x), minigt.tensor(y))
+    for got, want in zip(step(dist.shard(minigt.tensor(x), 0), dist.shard(minigt.tensor(y), 0)), expected):
+        np.testing.assert_allclose(got, want, **TOL)
+
+
+def test_layer_norm_along_unsharded_dims_stays_local():
+    from minigt.nn import functional as F
+
+    arrays = [global_array((4, 3, 5), 45), global_array((5,), 46), global_array((5,), 47)]
+    out = check_op(lambda t, w, b: F.layer_norm(t, 5, w, b), arrays, [Shard(0), None, None])
+    assert out.placement == Shard(0)
+
+
+@pytest.mark.parametrize("placements, expected", [
+    ((Replicate(), Shard(0), Shard(0)), Shard(1)),  # column parallel: 2 outputs, parts may be empty
+    ((Shard(1), Shard(1)), Partial()),  # row parallel, no bias: 2 inputs, parts may be empty
+    ((Shard(0), None, None), Shard(0)),  # data parallel: 2 rows
+], ids=["column", "row", "data"])
+def test_linear_with_empty_parts(placements, expected):
+    from minigt.nn import functional as F
+
+    arrays = [global_array((2, 2), 48), global_array((2, 2), 49), global_array((2,), 50)]
+    out = check_op(lambda *ts: F.linear(*ts), arrays[:len(placements)], placements)
+    assert out.placement == expected
