@@ -1,1 +1,1 @@
-"""Property-based checks of every op: forward against NumPy, gradients against finite differences."""
+"""Property-based checks of every op: forward against NumPy, gradient against finite differences."""

@@ -69,7 +69,8 @@ def check_gradients(f: Callable, arrays: Sequence[np.ndarray], leaves: Sequence[
     def loss(values: Sequence[np.ndarray]) -> float:
         with minigt.no_grad():
             outs = as_tuple(f(*(to_tensor(v, device) for v in values)))
-        return sum(float(np.vdot(upstream[k].astype(np.float64), outs[k].numpy())) for k in weighted)
+        return sum(float(np.vdot(upstream[k].astype(np.float64), outs[k].numpy()))
+                   for k in weighted)
 
     for i, leaf in enumerate(leaves):
         if not leaf.requires_grad:

@@ -34,7 +34,7 @@ def matmul_cases(draw) -> Case:
 
 register(Spec("matmul", matmul_cases(), minigt.matmul, np.matmul))
 
-# ---- operators: each expression runs unchanged on tensors and on NumPy arrays ---------------------
+# ---- operators: each expression runs unchanged on tensors and on NumPy arrays --------------------
 
 _pair = broadcast_cases(in_domain(REAL), in_domain(REAL))
 OPERATORS = (  # (expression, the same expression as a function, its cases)

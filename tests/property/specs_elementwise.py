@@ -82,7 +82,7 @@ register(Spec(  # to an integer dtype: no gradient, values truncated toward 0
     differentiable=False,
 ))
 
-# ---- binary, broadcasting: name -> (NumPy reference, domain of a, domain of b) --------------------
+# ---- binary, broadcasting: name -> (NumPy reference, domain of a, domain of b) -------------------
 
 BINARY = {
     "add": (np.add, REAL, REAL),
@@ -121,7 +121,7 @@ register(Spec(
     lambda x, mask, value: np.where(mask, value, x),
 ))
 
-# ---- comparisons: forward only, on grids with exact ties -------------------------------------------
+# ---- comparisons: forward only, on grids with exact ties -----------------------------------------
 
 for _name, _reference in (("eq", np.equal), ("ne", np.not_equal), ("lt", np.less),
                           ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal)):

@@ -1,4 +1,4 @@
-"""Specs of the reductions: over dims given as None, an int or a tuple (negatives too), with keepdim."""
+"""Specs of the reductions: over dim None, an int or a tuple (negatives too), with keepdim."""
 from __future__ import annotations
 
 import math
@@ -17,7 +17,8 @@ from .strategies import arrays, axes, dims, distinct_arrays, lattice_arrays, mas
 def _reduction_cases(draw, values=arrays, tuples: bool = True) -> Case:
     """An input of any shape, a `dim` (None, one or several) and keepdim."""
     shape = draw(shapes())
-    return Case(draw(values(shape)), dim=draw(dims(len(shape), tuples)), keepdim=draw(st.booleans()))
+    dim, keepdim = draw(dims(len(shape), tuples)), draw(st.booleans())
+    return Case(draw(values(shape)), dim=dim, keepdim=keepdim)
 
 
 @st.composite
@@ -84,7 +85,8 @@ def _arg_cases(draw) -> Case:
     """Values with ties (the first index wins, as in NumPy); dim None (flattened) or one dim."""
     shape = draw(shapes())
     dim = draw(dims(len(shape), tuples=False))
-    return Case(draw(lattice_arrays(shape)), dim=dim, keepdim=dim is not None and draw(st.booleans()))
+    keepdim = dim is not None and draw(st.booleans())
+    return Case(draw(lattice_arrays(shape)), dim=dim, keepdim=keepdim)
 
 
 for _name, _fn in (("argmax", np.argmax), ("argmin", np.argmin)):
@@ -125,7 +127,7 @@ def _numpy_variance(fn):
 for _name, _fn, _min_count in (("var", np.var, 1), ("std", np.std, 2)):  # std'(0) is infinite
     register(Spec(_name, _variance_cases(_min_count), getattr(minigt, _name), _numpy_variance(_fn)))
 
-# ---- along one dim --------------------------------------------------------------------------------
+# ---- along one dim -------------------------------------------------------------------------------
 
 
 def _softmax(x: np.ndarray, dim: int) -> np.ndarray:

@@ -8,8 +8,8 @@ import minigt
 
 from .specs import Case, Spec, register
 from .strategies import (
-    MAX_SIDE, arrays, axes, axis_tuples, basic_indices, index_arrays, masks, mixed_indices, permutations,
-    reshape_targets, shapes,
+    MAX_SIDE, arrays, axes, axis_tuples, basic_indices, index_arrays, masks, mixed_indices,
+    permutations, reshape_targets, shapes,
 )
 
 
@@ -23,9 +23,11 @@ def _cases(make_kwargs, min_dims: int = 0):
     return cases()
 
 
-# ---- reshaping ------------------------------------------------------------------------------------
+# ---- reshaping -----------------------------------------------------------------------------------
 
 _reshape_cases = _cases(lambda draw, shape: {"shape": draw(reshape_targets(shape))})
+
+
 def _reshape_reference(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return x.reshape(shape)
 
@@ -83,7 +85,7 @@ register(Spec(
     minigt.unsqueeze, lambda x, dim: np.expand_dims(x, dim),
 ))
 
-# ---- broadcasting ---------------------------------------------------------------------------------
+# ---- broadcasting --------------------------------------------------------------------------------
 
 
 def _expand_kwargs(draw, shape: tuple[int, ...]) -> dict:
@@ -110,7 +112,7 @@ register(Spec(  # the same targets with every -1 resolved
     lambda x, sizes: np.broadcast_to(x, _resolved(x, sizes)),
 ))
 
-# ---- joining and splitting ------------------------------------------------------------------------
+# ---- joining and splitting -----------------------------------------------------------------------
 
 
 @st.composite
@@ -169,7 +171,7 @@ register(Spec(
     minigt.chunk, _chunk_reference,
 ))
 
-# ---- indexing: NumPy's semantics, so `op` is also the reference ------------------------------------
+# ---- indexing: NumPy's semantics, so `op` is also the reference ----------------------------------
 
 
 def _index(x, index):

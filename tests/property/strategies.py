@@ -25,7 +25,9 @@ MAX_SIDE = 5  # ≤ 625 elements: every example stays fast
 def shapes(min_dims: int = 0, max_dims: int = MAX_DIMS, min_side: int = 1,
            max_side: int = MAX_SIDE) -> st.SearchStrategy[tuple[int, ...]]:
     """Array shapes; Hypothesis favours small sides, so size-1 dims come up often."""
-    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side)
+    return hnp.array_shapes(
+        min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side
+    )
 
 
 def broadcast_shapes(count: int = 2, max_dims: int = MAX_DIMS) -> st.SearchStrategy[tuple]:
@@ -77,7 +79,9 @@ POSITIVE = Domain(((0.2, 3.0),))  # log, sqrt, rsqrt, bases of x ** y
 
 def _seeded(sample) -> st.SearchStrategy[np.ndarray]:
     """An array made by `sample(rng)` from a NumPy generator seeded by Hypothesis."""
-    return st.integers(0, 2**32 - 1).map(lambda seed: np.asarray(sample(np.random.default_rng(seed))))
+    return st.integers(0, 2**32 - 1).map(
+        lambda seed: np.asarray(sample(np.random.default_rng(seed)))
+    )
 
 
 def arrays(shape: tuple[int, ...], domain: Domain = REAL) -> st.SearchStrategy[np.ndarray]:

@@ -54,6 +54,7 @@ def test_the_guard_reports_what_is_missing() -> None:
     """The guard can fail: a registry without relu, or with a forward-only relu, lacks it."""
     without_relu = {n: s for n, s in REGISTRY.items() if s.covers != "relu"}
     assert missing_specs(without_relu, minigt.ops.DIFFERENTIABLE, gradient=True) == ["relu"]
-    forward_only = dict(without_relu, relu=Spec("relu", st.nothing(), minigt.relu, differentiable=False))
+    relu = Spec("relu", st.nothing(), minigt.relu, differentiable=False)
+    forward_only = dict(without_relu, relu=relu)
     assert missing_specs(forward_only, ["relu"], gradient=True) == ["relu"]
     assert missing_specs(forward_only, ["relu"], gradient=False) == []

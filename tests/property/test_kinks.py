@@ -62,7 +62,9 @@ def test_amax_amin_and_max_without_dim_share_ties_equally(device: str) -> None:
         gradients(lambda t: minigt.amin(t, 1, keepdim=True), x, device=device)[0],
         [[1, 0, 0], [third, third, third]],
     )
-    np.testing.assert_allclose(gradients(minigt.max, x, device=device)[0], [[0, half, half], [0, 0, 0]])
+    np.testing.assert_allclose(
+        gradients(minigt.max, x, device=device)[0], [[0, half, half], [0, 0, 0]]
+    )
     np.testing.assert_allclose(gradients(minigt.min, x, device=device)[0], [[1, 0, 0], [0, 0, 0]])
 
 

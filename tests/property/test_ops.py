@@ -20,7 +20,7 @@ def test_op(name: str, device: str, data: st.DataObject) -> None:
     """Forward equals the NumPy reference; gradients equal central differences."""
     spec = REGISTRY[name]
     case = data.draw(spec.cases, label="case")
-    layouts = data.draw(st.tuples(*(st.sampled_from(LAYOUTS) for _ in case.inputs)), label="layouts")
+    layouts = data.draw(st.tuples(*(st.sampled_from(LAYOUTS) for _ in case.inputs)), "layouts")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
 
     def op(*tensors):
