@@ -122,6 +122,9 @@ def permute(x: Tensor, *dims) -> Tensor:
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     """Swap two dims."""
+    if x.ndim == 0:  # dims 0 and -1 name the tensor itself, as in PyTorch
+        normalize_dim(dim0, 0, "transpose"), normalize_dim(dim1, 0, "transpose")
+        return x
     dims = list(range(x.ndim))
     a, b = normalize_dim(dim0, x.ndim, "transpose"), normalize_dim(dim1, x.ndim, "transpose")
     dims[a], dims[b] = dims[b], dims[a]
