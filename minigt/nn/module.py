@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..autograd import no_grad
-from ..backends import parse_device, to_device
+from ..backends import ARRAY_TYPES, parse_device, to_device
 from ..creation import no_auto_shard
 from ..tensor import Tensor
 from .parameter import Parameter
@@ -347,4 +347,6 @@ def _as_numpy_or_backend(value):
     """A state-dict value as an array: minigt tensors give their array, others go through NumPy."""
     if isinstance(value, Tensor):
         return value.data
+    if isinstance(value, ARRAY_TYPES):  # a CuPy array stays one (np.asarray would refuse it)
+        return value
     return np.asarray(value)

@@ -56,7 +56,8 @@ def _clip_on_device(params: list, total, max_norm: float, norm_type: float,
             f"clip_grad_norm_: the total {norm_type}-norm of the gradients is {float(total)}; pass "
             "error_if_nonfinite=False to clip anyway"
         )
-    coef = Tensor._make(xp.minimum(max_norm / (total + 1e-6), 1.0).astype(dtype), False, None)
+    coef = Tensor._make(xp.asarray(xp.minimum(max_norm / (total + 1e-6), 1.0), dtype=dtype),
+                        False, None)
     with no_grad():
         for p in params:
             p.grad.mul_(coef)
