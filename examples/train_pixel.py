@@ -132,7 +132,7 @@ def train(args) -> dict:
     train_seconds, trained_samples, trained_steps = 0.0, 0, 0
     for epoch in range(first_epoch, args.epochs + 1):
         order = epoch_order(len(labels), epoch, args)
-        losses, correct, started = [], 0, time.perf_counter()
+        losses, correct, started = [], None, time.perf_counter()
         for start in range(0, len(order), args.batch):
             idx = order[start:start + args.batch]
             x, y = batch_tensors(images[idx], labels[idx], args)
@@ -142,12 +142,14 @@ def train(args) -> dict:
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
-            correct += int((logits.argmax(-1) == y).sum().item())
+            hits = (logits.argmax(-1) == y).sum()  # stays on the device (and Partial on many
+            correct = hits if correct is None else correct + hits  # ranks): read once an epoch
             progress.update(1)
         train_seconds += time.perf_counter() - started
         trained_samples += len(order)
         trained_steps += len(losses)
-        record = {"epoch": epoch, "loss": float(np.mean(losses)), "acc": 100.0 * correct / len(order)}
+        accuracy = 100.0 * int(correct.item()) / len(order) if correct is not None else 0.0
+        record = {"epoch": epoch, "loss": float(np.mean(losses)), "acc": accuracy}
         if held_out is not None:
             record["test_acc"] = evaluate(model, *held_out, args)
         history["epochs"].append(record)
