@@ -448,7 +448,7 @@ def main(args) -> int:
     report: dict = {"gpu": what}
     fake = getattr(cupy, "IS_FAKE", False)
     if fake:
-        print("    FAKE GPU: this `cupy` is tests/test_gpu_paths.py's NumPy stand-in; every figure "
+        print("    FAKE GPU: this `cupy` is tests/gpu/fake_cupy.py's NumPy stand-in; every figure "
               "below is NumPy on the CPU, not a GPU measurement.")
     missed = False
 

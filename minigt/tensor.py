@@ -175,11 +175,11 @@ class Tensor:
             target, dtype = None, target  # t.to(minigt.float64)
         out = self
         if target is not None and parse_device(target) != self.device:
-            from .ops.elementwise import to_device_op
+            from .ops.unary import to_device_op
 
             out = to_device_op(out, parse_device(target))
         if dtype is not None and np.dtype(dtype) != out.dtype:
-            from .ops.elementwise import cast
+            from .ops.unary import cast
 
             out = cast(out, np.dtype(dtype))
         return out

@@ -11,7 +11,7 @@
 # Then each stage runs with a timeout, so that the whole run stays under 6 minutes
 # ($GPU_CHECK_BUDGET_S, default 340 s); stages 1-3 run at the same time (they share the GPU;
 # none of them times anything), the benchmark alone after them:
-#   1. pytest -m gpu (the cuda half) over tests/test_gpu_paths.py, tests/core, tests/nn,
+#   1. pytest -m gpu (the cuda half) over tests/gpu, tests/core, tests/nn,
 #      tests/optim, tests/test_serialization.py and tests/property (the `device` fixture runs
 #      each device-aware test on cuda when CuPy sees a GPU);
 #   2. mpirun -n 2 pytest -m gpu tests/distributed (the two ranks share the GPU), if an mpirun
@@ -24,7 +24,7 @@
 # (the GPU tests skip) and exits 0. GPU_CHECK_SCOPE=all runs the whole suites (cpu and cuda),
 # not only the tests marked gpu (slower: mind the budget). GPU_CHECK_BENCH_ARGS adds options to
 # bench_gpu.py (e.g. "--matmul-n 512 --no-torch" for a self-test against the NumPy stand-in of
-# tests/test_gpu_paths.py: `python tests/test_gpu_paths.py write-fake DIR`, then PYTHONPATH=DIR).
+# tests/gpu/fake_cupy.py: `python tests/gpu/fake_cupy.py write-fake DIR`, then PYTHONPATH=DIR).
 # Exit status: 0 when nothing failed, 1 otherwise.
 
 set -uo pipefail
@@ -209,7 +209,7 @@ elif ! has hypothesis; then
   note 1 tests "not run: hypothesis is not installed (tests/conftest.py imports it): put its \
 wheel, attrs' and sortedcontainers' in .whl/"
 else
-  SUITES=(tests/test_gpu_paths.py tests/core tests/nn tests/optim tests/test_serialization.py
+  SUITES=(tests/gpu tests/core tests/nn tests/optim tests/test_serialization.py
           tests/property)
   # 1. one process: every single-process suite in one pytest run (one CuPy start-up); the
   #    property suite last, so that a timeout cuts only its end

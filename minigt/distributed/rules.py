@@ -24,6 +24,7 @@ import numpy as np
 from ..backends import array_module
 from ..ops import comparison as cmp
 from ..ops import elementwise as ew
+from ..ops import unary as un
 from ..ops import indexing, linalg, reductions as red, shape as shp
 from ..tensor import Tensor
 from ..nn.functional.linear import LinearFn
@@ -60,14 +61,14 @@ def slice_replicated(t: Tensor, dim: int, sizes) -> Tensor:
 # How a Partial input may pass through a linear op: all inputs Partial, exactly one Partial times
 # replicated factors, or a Partial numerator over a replicated denominator.
 LINEAR_IN_PARTIAL = {
-    ew.Add: "all", ew.Sub: "all", ew.Neg: "all", ew.Clone: "all", ew.Cast: "all",
-    ew.ToDevice: "all", ew.Mul: "one", ew.Div: "first",
+    ew.Add: "all", ew.Sub: "all", un.Neg: "all", un.Clone: "all", un.Cast: "all",
+    un.ToDevice: "all", ew.Mul: "one", ew.Div: "first",
 }
 
 
 def _partial_passes(cls, placements, params) -> bool:
     kind = LINEAR_IN_PARTIAL.get(cls)
-    if cls is ew.Cast and np.dtype(params["dtype"]).kind not in "fc":
+    if cls is un.Cast and np.dtype(params["dtype"]).kind not in "fc":
         return False  # rounding to integers or bools is not linear: sum the parts first
     partial = [p.is_partial() for p in placements]
     others_replicated = all(p.is_replicate() for p in placements if not p.is_partial())
@@ -220,9 +221,9 @@ def elementwise_batched(cls, inputs, params, shape):
 # ---- the table ------------------------------------------------------------------------------------
 
 ELEMENTWISE = (
-    ew.Add, ew.Sub, ew.Mul, ew.Div, ew.Pow, ew.Maximum, ew.Minimum, ew.Where, ew.Neg, ew.Exp,
-    ew.Log, ew.Sqrt, ew.Rsqrt, ew.Abs, ew.Tanh, ew.Sigmoid, ew.Relu, ew.Gelu, ew.Sin, ew.Cos,
-    ew.Clamp, ew.Cast, ew.ToDevice, ew.Clone, cmp.Compare, cmp.LogicalNot,
+    ew.Add, ew.Sub, ew.Mul, ew.Div, ew.Pow, ew.Maximum, ew.Minimum, ew.Where, un.Neg, un.Exp,
+    un.Log, un.Sqrt, un.Rsqrt, un.Abs, un.Tanh, un.Sigmoid, un.Relu, un.Gelu, un.Sin, un.Cos,
+    un.Clamp, un.Cast, un.ToDevice, un.Clone, cmp.Compare, cmp.LogicalNot,
     tp.CopyToTensorParallel, tp.ReduceFromTensorParallel,  # act within a tensor group: local here
 )
 REDUCTIONS = (red.Sum, red.Mean, red.Amax, red.Var, red.LogSumExp, cmp.AnyAll)

@@ -226,7 +226,7 @@ def var(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None, a
 def std(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
         keepdims=False) -> Tensor:
     """Standard deviation: the square root of `var` with the same arguments."""
-    from .elementwise import sqrt
+    from .unary import sqrt
 
     return sqrt(var(x, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims))
 
