@@ -192,3 +192,17 @@ def getitem(cls, inputs, params):
         out = red.Sum.apply_local((picked,), {"axes": (position,), "keepdim": False})
         return rules.DTensor._wrap(out, Partial(), out.data.shape)
     raise no_rule("getitem", [x], f"an index array or mask along the sharded dim {p.dim}")
+
+
+def lookup(cls, table, index):
+    """table[index] with one Shard(d) integer index tensor and a replicated table (an embedding
+    in data parallelism): each rank looks up its own indices, so the rows come out sharded along
+    d; the table's gradient shares are summed over ranks like any replicated weight's."""
+    rules = _rules()
+    if not placement_of(table).is_replicate():
+        raise no_rule("getitem", [table, index], "looking up a sharded table by sharded indices")
+    if index.dtype.kind not in "iu":
+        raise no_rule("getitem", [table, index], "a sharded index must hold integers")
+    local = cls.apply_local((rules.use_replicated(table),), {"index": index.data})
+    shape = index.shape + table.shape[1:]
+    return rules.DTensor._wrap(local, index.placement, shape, index.sizes)

@@ -57,12 +57,20 @@ class GetItem(Function):
 
 def getitem(x: Tensor, index) -> Tensor:
     """Select elements as NumPy indexing does; differentiable (repeated indices accumulate)."""
+    if _is_sharded(index):  # a lookup (embedding) with sharded indices: see minigt.distributed
+        from ..distributed.shape_rules import lookup
+
+        return lookup(GetItem, x, index)
     _refuse_partial_indices(x, index)
     index = normalize_index(index, x.data)
     try:
         return GetItem.apply(x, index=index)
     except IndexError as error:
         raise IndexError(f"getitem: index {_describe(index)} is invalid for shape {x.shape}: {error}") from None
+
+
+def _is_sharded(index) -> bool:
+    return isinstance(index, Tensor) and index.placement is not None and index.placement.is_shard()
 
 
 def _refuse_partial_indices(x: Tensor, index) -> None:
