@@ -71,9 +71,11 @@ class Tensor:
         return self.shape[normalize_dim(dim, self.ndim, "size")]
 
     def dim(self) -> int:
+        """The number of dims (PyTorch's spelling of ndim)."""
         return self.ndim
 
     def numel(self) -> int:
+        """The number of elements."""
         return int(self.data.size)
 
     def __len__(self) -> int:
@@ -145,6 +147,7 @@ class Tensor:
         return self.data.item()
 
     def tolist(self):
+        """The values as (nested) Python lists of numbers."""
         return self.numpy().tolist()
 
     def __float__(self):
@@ -185,24 +188,31 @@ class Tensor:
         return out
 
     def cpu(self) -> Tensor:
+        """A copy in host memory (self when already there)."""
         return self.to("cpu")
 
     def cuda(self, device: int | None = None) -> Tensor:
+        """A copy on GPU `device` (the current one by default)."""
         return self.to("cuda" if device is None else f"cuda:{device}")
 
     def float(self) -> Tensor:
+        """As float32 (differentiable)."""
         return self.to(np.float32)
 
     def double(self) -> Tensor:
+        """As float64 (differentiable)."""
         return self.to(np.float64)
 
     def long(self) -> Tensor:
+        """As int64 (no gradient flows through an integer result)."""
         return self.to(np.int64)
 
     def int(self) -> Tensor:
+        """As int32."""
         return self.to(np.int32)
 
     def bool(self) -> Tensor:
+        """As bool."""
         return self.to(np.bool_)
 
     def contiguous(self) -> Tensor:
@@ -243,12 +253,15 @@ class Tensor:
         self._bump_version()
 
     def copy_(self, src) -> Tensor:
+        """Write src's values into this tensor (cast to its dtype), outside the graph."""
         return self._assign("copy_", src)
 
     def zero_(self) -> Tensor:
+        """Set every element to 0, outside the graph."""
         return self._assign("zero_", 0)
 
     def fill_(self, value) -> Tensor:
+        """Set every element to `value`, outside the graph."""
         return self._assign("fill_", value)
 
     def _arithmetic_(self, op: str, result) -> Tensor:
@@ -261,16 +274,20 @@ class Tensor:
         return self._assign(op, result)
 
     def add_(self, other, alpha: float = 1.0) -> Tensor:
+        """self += alpha·other, outside the graph."""
         other = _unwrap(other)
         return self._arithmetic_("add_", self.data + (other if alpha == 1.0 else alpha * other))
 
     def sub_(self, other, alpha: float = 1.0) -> Tensor:
+        """self -= alpha·other, outside the graph."""
         return self.add_(other, alpha=-alpha)
 
     def mul_(self, other) -> Tensor:
+        """self *= other, outside the graph."""
         return self._arithmetic_("mul_", self.data * _unwrap(other))
 
     def div_(self, other) -> Tensor:
+        """self /= other, outside the graph."""
         return self._arithmetic_("div_", self.data / _unwrap(other))
 
     def __iadd__(self, other):
