@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any, Callable, Sequence
 
 from .optimizer import Optimizer
 
 
-class LRScheduler:
+class LRScheduler(ABC):
     """Base class. `last_epoch` counts `step()` calls (0 right after construction, as in PyTorch);
     a subclass's `get_lr()` gives each group's lr for the current count from its `base_lrs`."""
 
@@ -24,9 +25,9 @@ class LRScheduler:
         self.last_epoch = -1
         self.step()  # apply the schedule's value at step 0
 
+    @abstractmethod  # each schedule's own formula: a subclass without one cannot be constructed
     def get_lr(self) -> list[float]:
         """Each group's learning rate at step `self.last_epoch`."""
-        raise NotImplementedError(f"{type(self).__name__} does not define get_lr")
 
     def step(self) -> None:
         """Advance one step and write the new learning rates into the optimizer's groups."""

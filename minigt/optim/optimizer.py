@@ -7,6 +7,7 @@ changes the raw arrays (`_update`).
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -16,7 +17,7 @@ from ..backends import ARRAY_TYPES, array_module, device_of, to_device
 from ..tensor import Tensor
 
 
-class Optimizer:
+class Optimizer(ABC):
     """Base class: holds `param_groups` (dicts of params + hyperparameters) and `state`.
 
     `params` is an iterable of tensors, or of dicts `{"params": [...], "lr": ...}` to give some
@@ -96,9 +97,9 @@ class Optimizer:
         """The state a parameter starts with (e.g. zeroed moment tensors); empty by default."""
         return {}
 
+    @abstractmethod  # each optimizer's own rule: a subclass without one cannot be constructed
     def _update(self, param, grad, state: dict[str, Any], group: dict[str, Any]) -> None:
         """Change `param` (and `state`) in place from `grad`; the arrays, not tensors."""
-        raise NotImplementedError(f"{type(self).__name__} does not define _update")
 
     # ---- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
