@@ -13,9 +13,10 @@ def _reflected(op):
 
 
 def _sized(op):
-    """Methods that take sizes either spread out or as one tuple: x.reshape(2, 3) or ((2, 3))."""
-    def method(self, *sizes):
-        return op(self, *sizes)
+    """Methods that take sizes spread out, as one tuple or by keyword: x.reshape(2, 3),
+    x.reshape((2, 3)), x.reshape(shape=(2, 3))."""
+    def method(self, *sizes, **by_keyword):
+        return op(self, *sizes, **by_keyword)
 
     return method
 

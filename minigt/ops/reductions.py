@@ -194,7 +194,10 @@ def _max_or_min(x, dim, keepdim, axis, keepdims, largest, op):
         raise TypeError(f"{op}: dim must be one int (use amax/amin for several dims)")
     dim = normalize_dim(dim, x.ndim, op)
     keepdim = keep(keepdim, keepdims)
-    values = MaxAlongDim.apply(x, dim=dim, keepdim=keepdim, largest=largest)
+    if x.ndim == 0:  # dim 0 (or -1) of a 0-d tensor is the value itself, as in PyTorch
+        values = MaxAlongDim.apply(x.reshape(1), dim=0, keepdim=False, largest=largest)
+    else:
+        values = MaxAlongDim.apply(x, dim=dim, keepdim=keepdim, largest=largest)
     return MaxResult(values, (argmax if largest else argmin)(x, dim, keepdim))
 
 

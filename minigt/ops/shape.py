@@ -69,7 +69,12 @@ class Cat(Function):
         return tuple(grads)
 
 
-def _size_args(shape, op: str) -> tuple:
+def _size_args(shape, op: str, keyword: str = "shape", by_keyword=None) -> tuple:
+    """Sizes given spread out (2, 3), as one tuple ((2, 3),), or by keyword (shape=(2, 3))."""
+    if by_keyword is not None:
+        if shape:
+            raise TypeError(f"{op}: give the sizes as arguments or as {keyword}=, not both")
+        shape = (by_keyword,)
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     if not all(isinstance(n, numbers.Integral) for n in shape):
@@ -77,9 +82,9 @@ def _size_args(shape, op: str) -> tuple:
     return tuple(int(n) for n in shape)
 
 
-def reshape(x: Tensor, *shape) -> Tensor:
+def reshape(x: Tensor, *sizes, shape=None) -> Tensor:
     """The same elements in a new shape; one size may be -1 (inferred). `view` is the same op."""
-    shape = _size_args(shape, "reshape")
+    shape = _size_args(sizes, "reshape", "shape", shape)
     if shape.count(-1) > 1:
         raise ValueError(f"reshape: only one dim can be -1, got {shape} for a tensor of shape {x.shape}")
     if any(n < -1 for n in shape):
@@ -107,9 +112,9 @@ def reshape(x: Tensor, *shape) -> Tensor:
 view = reshape
 
 
-def permute(x: Tensor, *dims) -> Tensor:
+def permute(x: Tensor, *order, dims=None) -> Tensor:
     """Reorder the dims: `permute(x, 0, 2, 1, 3)`."""
-    dims = _size_args(dims, "permute")
+    dims = _size_args(order, "permute", "dims", dims)
     if len(dims) != x.ndim:
         raise ValueError(f"permute: got {len(dims)} dims {dims} for a tensor with {x.ndim} dims")
     dims = tuple(normalize_dim(d, x.ndim, "permute") for d in dims)
@@ -159,9 +164,9 @@ def unsqueeze(x: Tensor, dim: int) -> Tensor:
     return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
 
 
-def broadcast_to(x: Tensor, *shape) -> Tensor:
+def broadcast_to(x: Tensor, *sizes, shape=None) -> Tensor:
     """x repeated (without copying) to `shape`, following broadcasting rules."""
-    shape = _size_args(shape, "broadcast_to")
+    shape = _size_args(sizes, "broadcast_to", "shape", shape)
     lead = len(shape) - x.ndim
     if lead < 0 or any(
         n != m and n != 1 for n, m in zip(x.shape, shape[lead:])

@@ -67,3 +67,20 @@ def test_in_place_float_into_integer_tensor_is_refused():
     t = gt.tensor([1, 2])
     with pytest.raises((RuntimeError, TypeError)):
         t += 1.5
+
+
+@pytest.mark.parametrize("call, shape", [
+    (lambda x: x.reshape(shape=(3, 2)), (3, 2)),
+    (lambda x: gt.reshape(x, shape=[6]), (6,)),
+    (lambda x: x.view((3, 2)), (3, 2)),
+    (lambda x: x.permute(dims=(1, 0)), (3, 2)),
+    (lambda x: gt.permute(x, [1, 0]), (3, 2)),
+    (lambda x: gt.broadcast_to(x[0], shape=(4, 3)), (4, 3)),
+], ids=["reshape-kw", "fn-kw", "tuple", "permute-kw", "permute-list", "broadcast-kw"])
+def test_sizes_spread_out_as_a_tuple_or_by_keyword(call, shape):
+    assert call(gt.ones(2, 3)).shape == shape
+
+
+def test_sizes_both_spread_out_and_by_keyword_are_refused():
+    with pytest.raises(TypeError, match="reshape: give the sizes as arguments or as shape="):
+        gt.ones(2, 3).reshape(6, shape=(6,))

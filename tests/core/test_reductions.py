@@ -84,6 +84,17 @@ def test_max_with_dim_sends_gradient_to_the_argmax_only():
     np.testing.assert_array_equal(x.grad.numpy(), [[0, 1, 0], [1, 0, 0]])
 
 
+@pytest.mark.parametrize("name", ["max", "min"])
+@pytest.mark.parametrize("dim", [0, -1])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_max_min_along_dim_0_of_a_0d_tensor_is_the_value(name, dim, keepdim):
+    x = gt.tensor(2.5, requires_grad=True)
+    values, indices = getattr(x, name)(dim, keepdim)
+    assert values.shape == indices.shape == () and values.item() == 2.5 and indices.item() == 0
+    (values * 3).backward()
+    assert x.grad.item() == 3.0
+
+
 def test_max_over_everything_shares_the_gradient_between_ties():
     x = gt.tensor([1.0, 4.0, 4.0], requires_grad=True)
     x.max().backward()
