@@ -76,15 +76,18 @@ def local_part(array: np.ndarray, dim: int, rank: int = RANK) -> np.ndarray:
     return np.take(array, np.arange(start, stop), axis=dim)
 
 
-def make_input(array: np.ndarray, placement, seed: int = 0, requires_grad: bool = True):
-    """A leaf holding `array` as the global value: a plain tensor (placement None) or a DTensor
-    leaf with that placement (Partial: each rank holds one of `partial_parts`)."""
+def make_input(array: np.ndarray, placement, seed: int = 0, requires_grad: bool = True,
+               device: str = "cpu"):
+    """A leaf on `device` holding `array` as the global value: a plain tensor (placement None) or
+    a DTensor leaf with that placement (Partial: each rank holds one of `partial_parts`)."""
     if placement is None:
-        return minigt.tensor(array, requires_grad=requires_grad and array.dtype.kind == "f")
+        return minigt.tensor(array, requires_grad=requires_grad and array.dtype.kind == "f",
+                             device=device)
     if isinstance(placement, dist.Partial):
-        t = dist.from_local(minigt.tensor(partial_parts(array, seed)[RANK]), dist.Partial())
+        part = partial_parts(array, seed)[RANK]
+        t = dist.from_local(minigt.tensor(part, device=device), dist.Partial())
     else:
-        t = dist.redistribute(minigt.tensor(array), placement)
+        t = dist.redistribute(minigt.tensor(array, device=device), placement)
     t = t.detach()
     return t.requires_grad_() if requires_grad and array.dtype.kind == "f" else t
 
@@ -112,9 +115,9 @@ def check_layout(t) -> str | None:
     return None
 
 
-def weights_for(shape, seed: int) -> minigt.Tensor:
+def weights_for(shape, seed: int, device: str = "cpu") -> minigt.Tensor:
     """Random upstream weights w for the objective sum(w * out), the same on every rank."""
-    return minigt.tensor(global_array(shape, seed + 1))
+    return minigt.tensor(global_array(shape, seed + 1), device=device)
 
 
 def weighted_sum(out, weights: minigt.Tensor):
@@ -133,24 +136,25 @@ def global_grad(leaf) -> np.ndarray:
     return global_value(leaf.grad)
 
 
-def reference_run(fn, arrays, seed: int):
+def reference_run(fn, arrays, seed: int, device: str = "cpu"):
     """(value, gradients) of out = fn(*plain leaves) and of sum(w * out), single-process."""
-    leaves = [make_input(a, None) for a in arrays]
+    leaves = [make_input(a, None, device=device) for a in arrays]
     out = fn(*leaves)
     if not out.requires_grad:
         return out.numpy(), None
-    weighted_sum(out, weights_for(out.shape, seed)).backward()
+    weighted_sum(out, weights_for(out.shape, seed, device)).backward()
     return out.numpy(), [global_grad(t) for t in leaves]
 
 
-def sharded_run(fn, arrays, placements, seed: int):
+def sharded_run(fn, arrays, placements, seed: int, device: str = "cpu"):
     """(out, value, gradients) of the same on inputs with `placements` (None: a plain tensor)."""
-    leaves = [make_input(a, p, seed + i) for i, (a, p) in enumerate(zip(arrays, placements))]
+    leaves = [make_input(a, p, seed + i, device=device)
+              for i, (a, p) in enumerate(zip(arrays, placements))]
     out = fn(*leaves)
     value = global_value(out)
     if not out.requires_grad:
         return out, value, None
-    weighted_sum(out, weights_for(out.shape, seed)).backward()
+    weighted_sum(out, weights_for(out.shape, seed, device)).backward()
     return out, value, [global_grad(t) for t in leaves]
 
 
@@ -169,19 +173,20 @@ def compare_runs(out, value, grads, expected_value, expected_grads) -> str | Non
     return None
 
 
-def check_op(fn, arrays, placements, seed: int = 0):
-    """Run `fn` on sharded inputs and on plain ones; assert (on every rank, when any rank
-    differs) that value and gradients agree. Returns the sharded output."""
-    expected = reference_run(fn, arrays, seed)
-    out, value, grads = sharded_run(fn, arrays, placements, seed)
+def check_op(fn, arrays, placements, seed: int = 0, device: str = "cpu"):
+    """Run `fn` on sharded inputs and on plain ones on `device`; assert (on every rank, when any
+    rank differs) that value and gradients agree. Returns the sharded output."""
+    expected = reference_run(fn, arrays, seed, device)
+    out, value, grads = sharded_run(fn, arrays, placements, seed, device)
     fail_together(compare_runs(out, value, grads, *expected))
     return out
 
 
-def mlp_params(seed: int, sizes=(3, 5, 2)) -> list:
+def mlp_params(seed: int, sizes=(3, 5, 2), device: str = "cpu") -> list:
     """W1, b1, W2, b2 of a tiny MLP: plain leaves, the same on every rank."""
     shapes = [(sizes[0], sizes[1]), (sizes[1],), (sizes[1], sizes[2]), (sizes[2],)]
-    return [minigt.tensor(global_array(s, seed + i), requires_grad=True) for i, s in enumerate(shapes)]
+    return [minigt.tensor(global_array(s, seed + i), requires_grad=True, device=device)
+            for i, s in enumerate(shapes)]
 
 
 def mlp_loss(params, x, y):
@@ -237,13 +242,13 @@ def placements_for(draw, arrays):
     return placements
 
 
-def verdict(case: Case, placements, seed: int) -> str | None:
+def verdict(case: Case, placements, seed: int, device: str = "cpu") -> str | None:
     """Run the case; what is wrong with the sharded run (None when nothing)."""
     gradsync._pending.clear()  # nothing left over from an earlier example that failed midway
     expectation = case.oracle(placements)
-    reference = reference_run(case.fn, case.arrays, seed)
+    reference = reference_run(case.fn, case.arrays, seed, device)
     try:
-        out, value, grads = sharded_run(case.fn, case.arrays, placements, seed)
+        out, value, grads = sharded_run(case.fn, case.arrays, placements, seed, device)
     except dist.ShardingError as error:
         if expectation == OK:
             return f"ShardingError where a rule should exist: {error}"

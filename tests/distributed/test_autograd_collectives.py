@@ -26,13 +26,14 @@ def rank_weights(rank: int, shape, seed: int = 0) -> np.ndarray:
     return rank_data(rank, shape, seed + 1000)
 
 
-def run_collective(fn, shapes, out_shapes, seed: int = 0):
-    """(out, x.grad) on this rank for out = fn(x), x = rank_data(RANK, shapes[RANK]) and the
-    objective sum(w_RANK * out)."""
-    x = minigt.tensor(rank_data(RANK, shapes[RANK], seed), requires_grad=True)
+def run_collective(fn, shapes, out_shapes, device: str, seed: int = 0):
+    """(out, x.grad) on this rank for out = fn(x), x = rank_data(RANK, shapes[RANK]) on `device`
+    and the objective sum(w_RANK * out)."""
+    x = minigt.tensor(rank_data(RANK, shapes[RANK], seed), requires_grad=True, device=device)
     out = fn(x)
-    assert type(out) is minigt.Tensor  # plain in, plain out
-    (out * minigt.tensor(rank_weights(RANK, out_shapes[RANK], seed))).sum().backward()
+    assert type(out) is minigt.Tensor and out.device == x.device  # plain in, plain out, in place
+    weights = minigt.tensor(rank_weights(RANK, out_shapes[RANK], seed), device=device)
+    (out * weights).sum().backward()
     return out.numpy(), x.grad.numpy()
 
 
@@ -47,15 +48,15 @@ def with_dim(shape, dim: int, n: int) -> tuple:
 
 @pytest.mark.parametrize("op", ["sum", "mean", "max"])
 @pytest.mark.parametrize("ties", [False, True], ids=["distinct", "ties"])
-def test_all_reduce(op, ties):
+def test_all_reduce(op, ties, device):
     shape = (3, 4)
     xs = np.stack([rank_data(r, shape) for r in range(SIZE)])
     if ties:  # few distinct values: several ranks often share the max
         xs = np.round(xs)
     ws = np.stack([rank_weights(r, shape) for r in range(SIZE)])
-    x = minigt.tensor(xs[RANK], requires_grad=True)
+    x = minigt.tensor(xs[RANK], requires_grad=True, device=device)
     out = dist.all_reduce(x, op)
-    (out * minigt.tensor(ws[RANK])).sum().backward()
+    (out * minigt.tensor(ws[RANK], device=device)).sum().backward()
 
     reference = {"sum": xs.sum(0), "mean": xs.mean(0), "max": xs.max(0)}[op]
     np.testing.assert_allclose(out.numpy(), reference, **TOL)
@@ -79,11 +80,11 @@ def test_all_reduce_rejects_unknown_ops():
 
 
 @pytest.mark.parametrize("dim", [0, 1, -1])
-def test_all_gather_uneven(dim):
+def test_all_gather_uneven(dim, device):
     base = (3, 4, 2)
     shapes = [with_dim(base, dim, n) for n in uneven(SIZE)]
     total = with_dim(base, dim, sum(uneven(SIZE)))
-    out, grad = run_collective(lambda x: dist.all_gather(x, dim), shapes, [total] * SIZE)
+    out, grad = run_collective(lambda x: dist.all_gather(x, dim), shapes, [total] * SIZE, device)
 
     np.testing.assert_allclose(out, np.concatenate([rank_data(r, shapes[r]) for r in range(SIZE)], dim),
                                **TOL)
@@ -96,11 +97,12 @@ def test_all_gather_uneven(dim):
 
 @pytest.mark.parametrize("n", [2, 7])
 @pytest.mark.parametrize("dim", [0, 1])
-def test_reduce_scatter(n, dim):
+def test_reduce_scatter(n, dim, device):
     shape = with_dim((3, 4), dim, n)
     sizes = collectives.shard_sizes(n, SIZE)
     part_shapes = [with_dim(shape, dim, s) for s in sizes]
-    out, grad = run_collective(lambda x: dist.reduce_scatter(x, dim), [shape] * SIZE, part_shapes)
+    out, grad = run_collective(lambda x: dist.reduce_scatter(x, dim), [shape] * SIZE, part_shapes,
+                               device)
 
     start, stop = collectives.shard_range(n, SIZE, RANK)
     total = sum(rank_data(r, shape) for r in range(SIZE))
@@ -134,11 +136,12 @@ def test_reduce_scatter_then_all_gather_is_all_reduce():
 
 
 @pytest.mark.parametrize("root", range(4))
-def test_broadcast(root):
+def test_broadcast(root, device):
     if root >= SIZE:
         pytest.skip(f"no rank {root} in a world of {SIZE}")
     shape = (2, 3)
-    out, grad = run_collective(lambda x: dist.broadcast(x, root), [shape] * SIZE, [shape] * SIZE)
+    out, grad = run_collective(lambda x: dist.broadcast(x, root), [shape] * SIZE, [shape] * SIZE,
+                               device)
     np.testing.assert_allclose(out, rank_data(root, shape), **TOL)
     total_w = sum(rank_weights(r, shape) for r in range(SIZE))
     np.testing.assert_allclose(grad, total_w if RANK == root else np.zeros(shape), **TOL)
@@ -152,13 +155,13 @@ def test_broadcast_rejects_a_root_outside_the_world():
 # ---- composition and the DTensor entry points ------------------------------------------------------
 
 
-def test_chain_of_collectives_differentiates_end_to_end():
+def test_chain_of_collectives_differentiates_end_to_end(device):
     """L = Σ_r sum(w_r · broadcast(all_reduce(x)², 0)): dx_r = 2 · all_reduce(x) · Σ_r w_r."""
     shape = (4,)
-    x = minigt.tensor(rank_data(RANK, shape), requires_grad=True)
+    x = minigt.tensor(rank_data(RANK, shape), requires_grad=True, device=device)
     total = dist.all_reduce(x)
     out = dist.broadcast(total * total, 0)
-    (out * minigt.tensor(rank_weights(RANK, shape))).sum().backward()
+    (out * minigt.tensor(rank_weights(RANK, shape), device=device)).sum().backward()
     s = sum(rank_data(r, shape) for r in range(SIZE))
     np.testing.assert_allclose(out.numpy(), s * s, **TOL)
     np.testing.assert_allclose(x.grad.numpy(), 2 * s * sum(rank_weights(r, shape) for r in range(SIZE)),

@@ -1,7 +1,8 @@
 """DTensor by hand: making and moving sharded tensors, the placements the rules promise, the
 communication they insert, and data-parallel gradients -- at whatever world size mpirun gives.
 
-Values and gradients are checked against the same program run on plain tensors (`check_op`).
+Values and gradients are checked against the same program run on plain tensors (`check_op`);
+the tests taking `device` run on cuda too where CuPy sees a GPU (the ranks may share it).
 Shapes with 2 rows leave the last ranks of a 3- or 4-rank world with empty parts.
 """
 from __future__ import annotations
@@ -87,9 +88,9 @@ EXPECTED_CALLS = {  # (source, target) -> the one collective it needs (None: non
 
 @pytest.mark.parametrize("source", PLACEMENTS, ids=IDS)
 @pytest.mark.parametrize("target", PLACEMENTS[:3], ids=IDS[:3])
-def test_redistribute(source, target, monkeypatch):
+def test_redistribute(source, target, device, monkeypatch):
     x = global_array((2, 5), seed=5)  # 2 rows: empty parts on 3+ ranks; 5 columns: uneven
-    leaf = make_input(x, source, seed=5)
+    leaf = make_input(x, source, seed=5, device=device)
     calls = {name: count_calls(monkeypatch, collectives, name) for name in COLLECTIVES}
     out = leaf.redistribute(target)
     made = sorted(name for name, c in calls.items() if c)
@@ -100,8 +101,9 @@ def test_redistribute(source, target, monkeypatch):
     if key in EXPECTED_CALLS and SIZE > 1:
         assert made == ([EXPECTED_CALLS[key]] if EXPECTED_CALLS[key] else [])
     expected_local = local_part(x, target.dim) if isinstance(target, Shard) else x
+    assert out.local.device == leaf.local.device
     np.testing.assert_allclose(out.local.numpy(), expected_local, **TOL)
-    weighted_sum(out, weights_for(x.shape, 5)).backward()
+    weighted_sum(out, weights_for(x.shape, 5, device)).backward()
     np.testing.assert_allclose(global_grad(leaf), weights_for(x.shape, 5).numpy(), **TOL)
 
 
@@ -151,9 +153,9 @@ TWO_ROW_OPS = {
 
 
 @pytest.mark.parametrize("name", list(TWO_ROW_OPS))
-def test_two_rows_over_every_rank(name):
+def test_two_rows_over_every_rank(name, device):
     arrays = [global_array((2, 3), 9), global_array((4, 3), 10)]
-    check_op(TWO_ROW_OPS[name], arrays, [Shard(0), None], seed=9)
+    check_op(TWO_ROW_OPS[name], arrays, [Shard(0), None], seed=9, device=device)
 
 
 # ---- placements the rules table promises ---------------------------------------------------------
@@ -180,9 +182,10 @@ MATMUL_TABLE = [
 
 
 @pytest.mark.parametrize("case", MATMUL_TABLE, ids=[c[0] for c in MATMUL_TABLE])
-def test_matmul_placements(case):
+def test_matmul_placements(case, device):
     _, shape_a, pa, shape_b, pb, expected = case
-    out = check_op(lambda a, b: a @ b, [global_array(shape_a, 11), global_array(shape_b, 12)], [pa, pb])
+    arrays = [global_array(shape_a, 11), global_array(shape_b, 12)]
+    out = check_op(lambda a, b: a @ b, arrays, [pa, pb], device=device)
     assert out.placement == expected
 
 
@@ -372,20 +375,22 @@ def test_writing_into_a_dtensor_is_right_or_refused(placement):
 
 
 @pytest.mark.parametrize("rows", [2, 9])
-def test_replicated_parameters_get_the_whole_gradient_in_one_all_reduce(rows, monkeypatch):
-    x, y = global_array((rows, 3), 30), global_array((rows, 2), 31)
-    reference = mlp_params(32)
-    mlp_loss(reference, minigt.tensor(x), minigt.tensor(y)).backward()
+def test_replicated_parameters_get_the_whole_gradient_in_one_all_reduce(rows, device,
+                                                                        monkeypatch):
+    x = minigt.tensor(global_array((rows, 3), 30), device=device)
+    y = minigt.tensor(global_array((rows, 2), 31), device=device)
+    reference = mlp_params(32, device=device)
+    mlp_loss(reference, x, y).backward()
 
-    params = mlp_params(32)
-    loss = mlp_loss(params, dist.shard(minigt.tensor(x), 0), dist.shard(minigt.tensor(y), 0))
+    params = mlp_params(32, device=device)
+    loss = mlp_loss(params, dist.shard(x, 0), dist.shard(y, 0))
     assert loss.placement == Partial()
     reduces = count_calls(monkeypatch, collectives, "all_reduce")
     loss.backward()
     assert len(reduces) == 1  # four parameters, one bucket
     assert gradsync._pending == {}
     for got, want in zip(params, reference):
-        assert type(got.grad) is minigt.Tensor
+        assert type(got.grad) is minigt.Tensor and got.grad.device == got.device
         np.testing.assert_allclose(got.grad.numpy(), want.grad.numpy(), **TOL)
 
 
@@ -417,12 +422,13 @@ def sgd_step(params, x, y, lr=0.1):
 
 
 @pytest.mark.parametrize("rows", [3, 8])
-def test_data_parallel_sgd_step_equals_the_single_process_step(rows):
-    x, y = global_array((rows, 3), 40), global_array((rows, 2), 41)
-    reference = mlp_params(42)
-    expected_loss = sgd_step(reference, minigt.tensor(x), minigt.tensor(y)).item()
-    params = mlp_params(42)
-    loss = sgd_step(params, dist.shard(minigt.tensor(x), 0), dist.shard(minigt.tensor(y), 0))
+def test_data_parallel_sgd_step_equals_the_single_process_step(rows, device):
+    x = minigt.tensor(global_array((rows, 3), 40), device=device)
+    y = minigt.tensor(global_array((rows, 2), 41), device=device)
+    reference = mlp_params(42, device=device)
+    expected_loss = sgd_step(reference, x, y).item()
+    params = mlp_params(42, device=device)
+    loss = sgd_step(params, dist.shard(x, 0), dist.shard(y, 0))
     assert loss.item() == pytest.approx(expected_loss, rel=1e-12)
     for got, want in zip(params, reference):
         np.testing.assert_allclose(got.numpy(), want.numpy(), **TOL)
@@ -459,9 +465,9 @@ def test_layer_norm_along_unsharded_dims_stays_local():
     ((Shard(1), Shard(1)), Partial()),  # row parallel, no bias: 2 inputs, parts may be empty
     ((Shard(0), None, None), Shard(0)),  # data parallel: 2 rows
 ], ids=["column", "row", "data"])
-def test_linear_with_empty_parts(placements, expected):
+def test_linear_with_empty_parts(placements, expected, device):
     from minigt.nn import functional as F
 
     arrays = [global_array((2, 2), 48), global_array((2, 2), 49), global_array((2,), 50)]
-    out = check_op(lambda *ts: F.linear(*ts), arrays[:len(placements)], placements)
+    out = check_op(lambda *ts: F.linear(*ts), arrays[:len(placements)], placements, device=device)
     assert out.placement == expected

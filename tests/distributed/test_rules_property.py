@@ -4,7 +4,8 @@ Hypothesis draws an op with its shapes and parameters, a seed for the float64 in
 placement for each input (a plain tensor, Replicate, Partial, or Shard(d)). The same draws are
 made on every rank (derandomized; checked by gathering a hash of each example). The op runs on
 plain tensors (the reference) and on DTensor leaves with the drawn placements; the global
-forward value and the gradient of sum(w * out) w.r.t. every input must agree within 1e-10.
+forward value and the gradient of sum(w * out) w.r.t. every input must agree within 1e-10, on
+every device (cuda too, where CuPy sees a GPU: several ranks may share it).
 
 Where the rules promise no rule (e.g. softmax along the sharded dim), the op must raise
 ShardingError naming the op; each case's `oracle` says which placements those are, worked out
@@ -387,10 +388,10 @@ CASES = {
 @pytest.mark.parametrize("family", sorted(CASES))
 @settings(derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
-def test_op_on_sharded_inputs_matches_one_process(family, data):
+def test_op_on_sharded_inputs_matches_one_process(family, device, data):
     case = data.draw(CASES[family], label="case")
     placements = data.draw(placements_for(case.arrays), label="placements")
     seed = data.draw(st.integers(0, 2**16), label="seed")
-    problem = verdict(case, placements, seed)
+    problem = verdict(case, placements, seed, device)
     fail_together(problem, same_on_every_rank=digest(case.label, case.params, placements, seed, *case.arrays))
 

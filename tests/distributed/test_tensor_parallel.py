@@ -23,11 +23,11 @@ def pair(split: bool):
     return nn.Linear(4, 8), nn.Linear(8, 4)
 
 
-def test_split_layers_match_whole_ones_and_clip_alike(tensor_parallel):
+def test_split_layers_match_whole_ones_and_clip_alike(tensor_parallel, device):
     (up, down), (up1, down1) = pair(True), pair(False)
-    x = gt.randn(3, 4, dtype=gt.float64)
+    x = gt.randn(3, 4, dtype=gt.float64).to(device)
     for m in (up, down, up1, down1):
-        m.double()
+        m.double().to(device)
     out, ref = down(F.gelu(up(x))), down1(F.gelu(up1(x)))
     np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=1e-12)
     (out**2).sum().backward()
