@@ -194,11 +194,16 @@ def render() -> str:
     return "\n".join(out)
 
 
+def bare_entries(page: str) -> list[str]:
+    """The entries of a rendered page that have no one-line description."""
+    entries = [line.strip() for line in page.splitlines() if line.lstrip().startswith("- `")]
+    return [line for line in entries if ": " not in line and " = " not in line]
+
+
 def main() -> None:
     page = render()
     PAGE.write_text(page, encoding="utf-8")
-    entries = [line.strip() for line in page.splitlines() if line.lstrip().startswith("- `")]
-    bare = [line for line in entries if ": " not in line and " = " not in line]
+    bare = bare_entries(page)
     print(f"wrote {PAGE}: {len(page.splitlines())} lines, {len(bare)} entries without a docstring")
     for line in bare:
         print("  ", line)

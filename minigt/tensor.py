@@ -44,22 +44,27 @@ class Tensor:
     # ---- array facts -------------------------------------------------------------------------
     @property
     def shape(self) -> tuple:
+        """The size of each dim, as a tuple of ints (a DTensor's is the global shape)."""
         return tuple(self.data.shape)
 
     @property
     def ndim(self) -> int:
+        """How many dims: len(shape)."""
         return self.data.ndim
 
     @property
     def dtype(self):
+        """The element type, a NumPy dtype (float32, float64, int64, bool, ...)."""
         return self.data.dtype
 
     @property
     def device(self) -> str:
+        """Where the data lives: 'cpu' (a NumPy array) or 'cuda:N' (a CuPy array on GPU N)."""
         return device_of(self.data)
 
     @property
     def is_leaf(self) -> bool:
+        """True when no op made this tensor (grad_fn is None): backward stops here."""
         return self.grad_fn is None
 
     def size(self, dim: int | None = None):

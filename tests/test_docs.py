@@ -138,9 +138,18 @@ def test_readme_links_every_chapter():
         assert f"({chapter.name})" in index, f"docs/README.md lacks {chapter.name}"
 
 
-def test_api_reference_is_current():
+def load_make_api():
     spec = importlib.util.spec_from_file_location("make_api", DOCS / "make_api.py")
     make_api = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_api)
-    if make_api.render() != API_PAGE.read_text(encoding="utf-8"):
+    return make_api
+
+
+def test_api_reference_is_current():
+    if load_make_api().render() != API_PAGE.read_text(encoding="utf-8"):
         pytest.fail(f"{API_PAGE.relative_to(ROOT)} is out of date: run python docs/make_api.py")
+
+
+def test_every_public_name_has_a_docstring():
+    make_api = load_make_api()
+    assert make_api.bare_entries(make_api.render()) == [], "give each of these a one-line docstring"

@@ -15,12 +15,15 @@ class Placement:
     """Base of the three placements."""
 
     def is_shard(self, dim: int | None = None) -> bool:
+        """Whether this is Shard (along `dim`, when given)."""
         return False
 
     def is_replicate(self) -> bool:
+        """Whether every rank holds the whole value."""
         return False
 
     def is_partial(self) -> bool:
+        """Whether the value is the sum of the ranks' parts."""
         return False
 
 

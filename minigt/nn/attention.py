@@ -38,7 +38,7 @@ class MultiheadAttention(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # As PyTorch: Xavier over the packed (3E, E) matrix, zero biases; out_proj keeps Linear's init.
+        """As PyTorch: Xavier over the packed (3E, E) matrix, zero biases; out_proj as Linear."""
         init.xavier_uniform_(self.in_proj_weight)
         if self.in_proj_bias is not None:
             init.zeros_(self.in_proj_bias)

@@ -41,6 +41,7 @@ class ModuleList(Module):
         return iter(self._modules.values())
 
     def append(self, module: Module) -> ModuleList:
+        """Add `module` at the end, registered under its index."""
         if not isinstance(module, Module):
             raise TypeError(
                 f"{type(self).__name__}.append: expected a Module, got {type(module).__name__}"
@@ -49,6 +50,7 @@ class ModuleList(Module):
         return self
 
     def extend(self, modules: Iterable[Module]) -> ModuleList:
+        """Append each of `modules` in turn."""
         for module in modules:
             self.append(module)
         return self

@@ -30,6 +30,7 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """PyTorch's start: weight and bias uniform in ±1/√in_features."""
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
             bound = 1 / math.sqrt(self.in_features) if self.in_features else 0.0
@@ -67,6 +68,7 @@ class Embedding(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Rows drawn from N(0, 1); the padding row, if any, zero."""
         init.normal_(self.weight)
         if self.padding_idx is not None:
             with no_grad():

@@ -53,6 +53,7 @@ class Module:
         object.__setattr__(self, "training", True)
 
     def forward(self, *args, **kwargs):
+        """The computation, defined by each subclass; call the module, not forward()."""
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __init_subclass__(cls, **kwargs):
@@ -142,6 +143,7 @@ class Module:
             self._non_persistent.add(name)
 
     def add_module(self, name: str, module: Module | None) -> None:
+        """Register `module` as the child `name` (what `self.name = module` does)."""
         self._forget(name, keep=self._modules)
         self._modules[name] = module
 
@@ -158,15 +160,18 @@ class Module:
                 yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo)
 
     def modules(self) -> Iterator[Module]:
+        """This module and every descendant, each once."""
         for _, module in self.named_modules():
             yield module
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
+        """(name, module) for each direct child."""
         for name, child in self._modules.items():
             if child is not None:
                 yield name, child
 
     def children(self) -> Iterator[Module]:
+        """Each direct child module."""
         for _, child in self.named_children():
             yield child
 
@@ -182,16 +187,20 @@ class Module:
                 yield (f"{prefix}.{name}" if prefix else name), value
 
     def named_parameters(self, recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, parameter) here and, with `recurse`, in every submodule; each once."""
         return self._named_members("_parameters", recurse)
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        """Every parameter, as `named_parameters` without the names (what optimizers take)."""
         for _, param in self.named_parameters(recurse):
             yield param
 
     def named_buffers(self, recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, buffer): state that is saved but not trained."""
         return self._named_members("_buffers", recurse)
 
     def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        """Every buffer, as `named_buffers` without the names."""
         for _, buffer in self.named_buffers(recurse):
             yield buffer
 
@@ -222,6 +231,7 @@ class Module:
                 param.grad.zero_()
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Turn gradients on or off for every parameter (e.g. to freeze a part)."""
         for param in self.parameters():
             param.requires_grad_(requires_grad)
         return self
@@ -316,15 +326,19 @@ class Module:
         return self
 
     def cpu(self) -> Module:
+        """Move every parameter and buffer to host memory: `to('cpu')`."""
         return self.to("cpu")
 
     def cuda(self, device: int | None = None) -> Module:
+        """Move every parameter and buffer to a GPU (the current one, or `device`)."""
         return self.to("cuda" if device is None else f"cuda:{device}")
 
     def float(self) -> Module:
+        """Cast floating-point parameters and buffers to float32."""
         return self.to(dtype=np.float32)
 
     def double(self) -> Module:
+        """Cast floating-point parameters and buffers to float64."""
         return self.to(dtype=np.float64)
 
     # ---- display -----------------------------------------------------------------------------
