@@ -73,8 +73,10 @@ MPIRUN = find_mpirun()
 needs_mpirun = pytest.mark.skipif(MPIRUN is None, reason="no mpirun/mpiexec found")
 
 
-def run(args, *, ranks: int = 0, timeout: int = 240, pythonpath=(), **env):
-    """Run `python *args` (alone, or under `mpirun -n ranks`) in the repository root."""
+def run(args, *, ranks: int = 0, timeout: int = 240, pythonpath=(), program=sys.executable,
+        **env):
+    """Run `python *args` (or `program *args`; alone, or under `mpirun -n ranks`) in the
+    repository root."""
     environ = {k: v for k, v in os.environ.items()
                if k not in LAUNCHER_VARIABLES and k != "MINIGT_TRACE"}
     path = [str(p) for p in pythonpath] + [str(ROOT)] + (
@@ -82,7 +84,7 @@ def run(args, *, ranks: int = 0, timeout: int = 240, pythonpath=(), **env):
     environ.update(OMP_NUM_THREADS="1", MPIEXEC_TIMEOUT=str(timeout - 20),
                    OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                    PYTHONPATH=os.pathsep.join(path), **env)
-    command = [sys.executable, *args]
+    command = [program, *args]
     if ranks:
         command = [MPIRUN, "-n", str(ranks), *command]
     return subprocess.run(command, cwd=ROOT, env=environ, capture_output=True, text=True,

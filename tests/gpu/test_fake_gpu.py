@@ -1,12 +1,11 @@
 """Under the NumPy stand-in for cupy (fake_cupy.py, first on a subprocess's PYTHONPATH) minigt
-takes every CuPy branch: examples/train_pixel.py --device cuda, the real-GPU tests and
-benchmarks/bench_gpu.py run end to end."""
+takes every CuPy branch: examples/train_pixel.py --device cuda, the cuda half of every test suite,
+benchmarks/bench_gpu.py and the whole of scripts/gpu_check.sh run end to end."""
 from __future__ import annotations
 
 import json
-import re
+import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,16 +58,6 @@ def test_train_pixel_on_the_fake_gpu_matches_the_cpu(fake_gpu, tmp_path):
     np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=1e-5)
 
 
-def test_gpu_tests_pass_on_the_fake_gpu(fake_gpu):
-    """The GPU tests of tests/gpu/ (the real-GPU half, test_on_gpu.py), run against the fake:
-    their own logic works."""
-    done = run(["-m", "pytest", str(Path(__file__).parent), "-m", "gpu", "-o", "addopts=", "-q", "-rs",
-                "-p", "no:cacheprovider", "-k", "not torch"], pythonpath=[fake_gpu], timeout=400)
-    tail = done.stdout[-3000:] + done.stderr[-2000:]
-    assert done.returncode == 0, tail
-    assert re.search(r"\d+ passed", done.stdout), tail
-
-
 def test_bench_gpu_says_no_gpu_and_exits_0_without_one():
     if ON_GPU:
         pytest.skip("a GPU is here: bench_gpu.py would measure it")
@@ -77,18 +66,34 @@ def test_bench_gpu_says_no_gpu_and_exits_0_without_one():
     assert done.stdout.startswith("no GPU: ") and "measured nothing" in done.stdout
 
 
+# The suites scripts/gpu_check.sh reports: on the fake every cuda test (marked gpu) takes minigt's
+# CuPy branches (PyTorch, seeing no CUDA, stays on the CPU); the two train_pixel runs on cuda.
+SUITES = ["tests/core", "tests/gpu", "tests/nn", "tests/optim", "tests/property",
+          "tests/test_serialization.py", "tests/distributed (mpirun -n 2)"]
+RUNS = ["train_pixel --device cuda", "mpirun -n 2 train_pixel --device cuda"]
+
+
 @needs_mpirun
-def test_bench_gpu_runs_end_to_end_on_the_fake_gpu(fake_gpu, tmp_path):
-    report = tmp_path / "bench.json"
-    done = run(["benchmarks/bench_gpu.py", "--quick", "--no-torch", "--matmul-n", "256",
-                "--train-configs", "brief", "--json", str(report)], pythonpath=[fake_gpu],
-               timeout=400)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def test_gpu_check_script_runs_everything_on_the_fake_gpu(fake_gpu, tmp_path):
+    """scripts/gpu_check.sh end to end: the cuda half of every suite passes, the examples run on
+    cuda, the benchmark prints its tables, and the report's table says so."""
+    bench = "--quick --no-torch --matmul-n 256 --train-configs brief"
+    done = run(["scripts/gpu_check.sh"], program="bash", pythonpath=[fake_gpu], timeout=500,
+               PYTHON=sys.executable, GPU_CHECK_OUT=str(tmp_path), GPU_CHECK_BENCH_ARGS=bench)
+    report = done.stdout[done.stdout.find("## GPU check"):]
+    assert done.returncode == 0, report + done.stderr[-2000:]
+    rows = {row[0]: row[1:] for row in (line.split("\t") for line in
+                                        (tmp_path / "results.tsv").read_text().splitlines())}
+    assert sorted(rows) == sorted(SUITES + RUNS), report
+    for suite in SUITES:
+        passed, failed, errors, _, status = rows[suite]
+        assert status == "ok" and int(passed) > 0 and failed == errors == "0", (suite, report)
+    for label in RUNS:
+        assert rows[label][-1].startswith("ok: Trained"), (label, report)
     for title in ("### matmul 256x256 float32", "### Training step", "### all_reduce of 64 MB",
-                  "### GPU summary", "FAKE GPU"):
-        assert title in done.stdout, done.stdout
-    results = json.loads(report.read_text())
+                  "### GPU summary", "FAKE GPU", "| suite "):
+        assert title in report, report
+    results = json.loads((tmp_path / "bench_gpu.json").read_text())
     assert results["allreduce"]["host"]["available"] and results["allreduce"]["host"]["correct"]
     assert not results["allreduce"]["nccl"]["available"]  # the fake has no cupy.cuda.nccl
     assert not results["allreduce"]["mpi"]["available"]  # nor a CUDA-aware MPI
-
