@@ -9,7 +9,7 @@ Summary (S = Shard(d), R = Replicate, P = Partial; plain tensors count as R):
                   other reductions over d -> error (redistribute first)
   softmax-like    along an unsharded dim -> local;  along d -> error
   matmul          S(row)@R -> S(row);  R@S(col) -> S(col);  S(k)@S(k) or S(k)@R -> P;
-                  batched dims sharded alike -> local
+                  batched dims sharded alike -> local;  1-D operands as one-row/column matrices
   reshape         the sharded dim is remapped when its parts stay contiguous, else error
   permute, expand the sharded dim moves with the dims
   cat             along an unsharded dim -> local
@@ -171,9 +171,13 @@ def matmul(cls, inputs, params):
     a, b = inputs
     pa, pb = placement_of(a), placement_of(b)
     if a.ndim < 2 or b.ndim < 2:
-        if not (pa.is_replicate() and pb.is_replicate()):
-            raise no_rule("matmul", inputs, "sharded 1-D operands; unsqueeze them to matrices")
-        return run_local(cls, [a, b], params, Replicate(), _matmul_shape(a.shape, b.shape))
+        if pa.is_replicate() and pb.is_replicate():
+            return run_local(cls, [a, b], params, Replicate(), _matmul_shape(a.shape, b.shape))
+        # A vector is a one-row matrix on the left, a one-column matrix on the right: the
+        # matrix rules decide, and the added dim is dropped again (reshapes keep the sharding).
+        rows = shp.reshape(a, 1, -1) if a.ndim == 1 else a
+        columns = shp.reshape(b, -1, 1) if b.ndim == 1 else b
+        return shp.reshape(linalg.matmul(rows, columns), _matmul_shape(a.shape, b.shape))
     shape = _matmul_shape(a.shape, b.shape)
     if pa.is_partial() or pb.is_partial():  # P@R and R@P stay partial (matmul is linear)
         if pa.is_partial() and pb.is_replicate() or pb.is_partial() and pa.is_replicate():

@@ -178,6 +178,14 @@ MATMUL_TABLE = [
     ("batched_cols", (3, 2, 4), Replicate(), (3, 4, 5), Shard(2), Shard(2)),
     ("batched_inner", (3, 2, 4), Shard(2), (3, 4, 5), Shard(1), Partial()),
     ("broadcast_batch", (2, 1, 2, 4), Shard(0), (3, 4, 2), Replicate(), Shard(0)),
+    # a 1-D operand counts as a one-row (left) or one-column (right) matrix
+    ("rows_by_vector", (5, 3), Shard(0), (3,), None, Shard(0)),
+    ("inner_by_vector", (5, 3), Shard(1), (3,), Shard(0), Partial()),
+    ("matrix_by_sharded_vector", (5, 3), Replicate(), (3,), Shard(0), Partial()),
+    ("vector_by_cols", (5,), None, (5, 3), Shard(1), Shard(0)),
+    ("sharded_vector_by_matrix", (5,), Shard(0), (5, 3), Replicate(), Partial()),
+    ("dot", (5,), Shard(0), (5,), Shard(0), Partial()),
+    ("batch_by_vector", (3, 2, 4), Shard(0), (4,), None, Shard(0)),
 ]
 
 
@@ -187,13 +195,6 @@ def test_matmul_placements(case, device):
     arrays = [global_array(shape_a, 11), global_array(shape_b, 12)]
     out = check_op(lambda a, b: a @ b, arrays, [pa, pb], device=device)
     assert out.placement == expected
-
-
-@pytest.mark.xfail(raises=dist.ShardingError, strict=True,
-                   reason="matmul with a 1-D operand has no rule when the other is sharded")
-def test_matrix_times_vector_with_sharded_rows():
-    out = check_op(lambda a, v: a @ v, [global_array((5, 3), 11), global_array((3,), 12)], [Shard(0), None])
-    assert out.placement == Shard(0)
 
 
 def test_matmul_rows_by_columns_has_no_rule():

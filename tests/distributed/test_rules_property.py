@@ -147,11 +147,15 @@ MATMUL_LAYOUTS = {  # (batch dims of a, batch dims of b) as letters; equal lette
 }
 
 
-def matmul_oracle(shape_a, shape_b, out_shape):
+def matmul_oracle(shape_a, shape_b, out_shape, vectors=(False, False)):
+    """Whether a rule exists, for operands of these shapes (1-D ones given as the one-row or
+    one-column matrices they count as: `vectors` says which)."""
     def oracle(placements):
         # A Partial operand stays Partial against a replicated one, else it is summed first:
         # for whether a rule exists it counts as replicated. So do plain tensors.
         pa, pb = (p if isinstance(p, Shard) else None for p in placements)
+        if vectors[0] and pa is not None:  # (k,) as (1, k)
+            pa = Shard(1)
         ka, kb = len(shape_a) - 1, len(shape_b) - 2
         if pa is None and pb is None:
             return OK
@@ -181,11 +185,17 @@ def matmul_cases(draw):
     m, k, n = draw(side), draw(side), draw(side)
     sizes = {"B": draw(side), "C": draw(st.integers(2, 3)), "O": 1}
     batch_a, batch_b = (tuple(sizes[c] for c in letters) for letters in MATMUL_LAYOUTS[name])
+    # a 1-D operand (no batch dims of its own): a one-row matrix on the left, one column on the right
+    vectors = (not batch_a and draw(st.booleans()), not batch_b and draw(st.booleans()))
+    m, n = (1 if vectors[0] else m), (1 if vectors[1] else n)
     shape_a, shape_b = batch_a + (m, k), batch_b + (k, n)
     out_shape = tuple(np.broadcast_shapes(batch_a, batch_b)) + (m, n)
     seed = draw(st.integers(0, 2**16))
-    arrays = [global_array(shape_a, seed), global_array(shape_b, seed + 1)]
-    return Case(name, lambda a, b: a @ b, arrays, matmul_oracle(shape_a, shape_b, out_shape), "(?i)matmul")
+    arrays = [global_array(shape_a[1:] if vectors[0] else shape_a, seed),
+              global_array(shape_b[:-1] if vectors[1] else shape_b, seed + 1)]
+    return Case(name, lambda a, b: a @ b, arrays,
+                matmul_oracle(shape_a, shape_b, out_shape, vectors), "(?i)matmul",
+                dict(vectors=vectors))
 
 
 # ---- shape ops ---------------------------------------------------------------------------------------
