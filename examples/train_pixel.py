@@ -157,8 +157,9 @@ def train(args) -> dict:
         line = f"Epoch {epoch}/{args.epochs}: Loss = {record['loss']:.4f}, Acc = {record['acc']:.2f}%"
         progress.write(line + (f", Held-out Acc = {record['test_acc']:.2f}%" if held_out else ""))
         if args.checkpoint:
-            state = {"model": model.state_dict(),  # whole parameters (collective under --tp)
-                     "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history}
+            # whole parameters and optimizer state: under --tp both gather (collectives)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "epoch": epoch, "history": history}
             if dist.rank() == 0:  # every rank holds the same values: one writer
                 gt.save(state, args.checkpoint)
             dist.barrier()  # nobody reads the file before it is complete

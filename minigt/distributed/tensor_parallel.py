@@ -58,10 +58,12 @@ class TensorParallelParameter(Parameter):
 
     __slots__ = ("split_dim", "full_shape")
 
-    def full_value(self) -> Tensor:
-        """The whole parameter, gathered over the tensor group (collective)."""
+    def full_value(self, part: Tensor | None = None) -> Tensor:
+        """The whole parameter (or the whole of `part`, e.g. its optimizer state), gathered over
+        the tensor group (collective)."""
+        local = self.data if part is None else part.data
         sizes = [self.data.shape[self.split_dim]] * world.tensor_group().size
-        whole = collectives.all_gather(self.data, self.split_dim, sizes, group=world.tensor_group())
+        whole = collectives.all_gather(local, self.split_dim, sizes, group=world.tensor_group())
         return Tensor._make(whole, False, None)
 
     def local_part(self, whole):

@@ -25,9 +25,10 @@ class Parameter(Tensor):
     def __init__(self, data=None, requires_grad: bool = True):
         self.requires_grad_(requires_grad)  # __new__ built it; this also rejects integer data
 
-    def full_value(self) -> Tensor:
-        """The whole value, as state_dict() stores it (a split parameter gathers its parts)."""
-        return self.detach()
+    def full_value(self, part: Tensor | None = None) -> Tensor:
+        """The whole value of this parameter (or of `part`, a tensor shaped like it: e.g. its
+        optimizer state), as state dicts store it; a split parameter gathers the parts."""
+        return self.detach() if part is None else part
 
     def local_part(self, whole):
         """What this rank keeps of a whole value load_state_dict() is given."""

@@ -108,6 +108,8 @@ class Optimizer(ABC):
         Parameters are numbered 0, 1, ... in group order, so the dict does not depend on object
         identity and loads into a new optimizer over new (same-shaped) parameters. As in PyTorch,
         state tensors are shared, not copied: `minigt.save` it (or deep-copy it) for a snapshot.
+        A tensor-parallel parameter's state is gathered whole (collective), as its value is in
+        Module.state_dict(), so a checkpoint resumes at any tensor-parallel size.
         """
         index: dict[int, int] = {}
         groups = []
@@ -115,7 +117,8 @@ class Optimizer(ABC):
             packed = {key: value for key, value in group.items() if key != "params"}
             packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
             groups.append(packed)
-        state = {index[id(p)]: dict(s) for p, s in self.state.items() if id(p) in index}
+        state = {index[id(p)]: {key: _whole(p, value) for key, value in s.items()}
+                 for p, s in self.state.items() if id(p) in index}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -195,12 +198,22 @@ def axpy(alpha: float, x, y):
     return out
 
 
+def _whole(param: Tensor, value: Any) -> Any:
+    """A state entry as state_dict() gives it: a tensor shaped like a parameter is the whole of
+    it (`Parameter.full_value`); anything else (a step count) as it is."""
+    if isinstance(value, Tensor) and hasattr(param, "full_value") and value.shape == param.shape:
+        return param.full_value(value)
+    return value
+
+
 def _state_value_for(param: Tensor, key: str, value: Any, index: int) -> Any:
     """A loaded state entry as this optimizer keeps it: arrays become owned tensors shaped,
     typed and placed like the parameter; numbers (a step count) stay as they are."""
     if not isinstance(value, (Tensor, *ARRAY_TYPES)):
         return value
     array = value.data if isinstance(value, Tensor) else value
+    if hasattr(param, "local_part"):  # a split parameter keeps its own slice of the whole
+        array = param.local_part(array)
     if tuple(array.shape) != param.shape:
         raise ValueError(f"optimizer load_state_dict: state {key!r} of parameter {index} has shape "
                          f"{tuple(array.shape)}, but the parameter has shape {param.shape}")

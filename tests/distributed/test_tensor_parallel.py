@@ -39,3 +39,27 @@ def test_split_layers_match_whole_ones_and_clip_alike(tensor_parallel, device):
     assert split_norm == pytest.approx(whole_norm, rel=1e-12)
     rows = slice(dist.tensor_group().rank * 8 // tensor_parallel, (dist.tensor_group().rank + 1) * 8 // tensor_parallel)
     np.testing.assert_allclose(up.weight.grad.numpy(), up1.weight.grad.numpy()[rows], rtol=1e-10)
+
+
+def test_optimizer_state_of_split_layers_is_saved_whole(tensor_parallel):
+    """Adam's moments of a split weight are gathered like the weight, and load into unsplit twins."""
+    (up, down), (up1, down1) = pair(True), pair(False)
+    split = gt.optim.Adam([*up.parameters(), *down.parameters()], lr=0.1)
+    whole = gt.optim.Adam([*up1.parameters(), *down1.parameters()], lr=0.1)
+    x = gt.randn(3, 4)
+    for (a, b), optimizer in (((up, down), split), ((up1, down1), whole)):
+        (b(a(x)) ** 2).sum().backward()
+        optimizer.step()
+    saved, expected = split.state_dict()["state"], whole.state_dict()["state"]
+    for i in expected:
+        for key in ("exp_avg", "exp_avg_sq"):
+            np.testing.assert_allclose(saved[i][key].numpy(), expected[i][key].numpy(), rtol=1e-5,
+                                       atol=1e-7, err_msg=f"parameter {i} {key}")
+    for p in whole.state[up1.weight].values():
+        if isinstance(p, gt.Tensor):
+            p.mul_(2.0)  # to see that the loaded state is the one given
+    split.load_state_dict(whole.state_dict())  # and back: each rank takes its slice
+    rank = dist.tensor_group().rank
+    rows = slice(rank * 8 // tensor_parallel, (rank + 1) * 8 // tensor_parallel)
+    np.testing.assert_allclose(split.state[up.weight]["exp_avg"].numpy(),
+                               whole.state[up1.weight]["exp_avg"].numpy()[rows])

@@ -45,14 +45,21 @@ def test_losses_do_not_depend_on_the_number_of_ranks(tmp_path, ranks, flags, dty
     np.testing.assert_allclose(many, single, rtol=tolerance)
 
 
-def test_a_checkpoint_resumes_on_another_number_of_ranks(tmp_path):
-    straight = step_losses(tmp_path, 1, "--dtype", "float64", "--epochs", "2")
-    checkpoint = str(tmp_path / "state.npz")
-    step_losses(tmp_path, 2, "--dtype", "float64", "--epochs", "1", "--checkpoint", checkpoint,
-                "--tp", "2")
-    resumed = step_losses(tmp_path, 3, "--dtype", "float64", "--epochs", "2", "--checkpoint",
-                          checkpoint, "--resume")
-    np.testing.assert_allclose(resumed, straight, rtol=1e-9)
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_checkpoint_resumes_at_any_parallel_layout(tmp_path, optimizer):
+    """Written at 1 data x 2 tensor-parallel ranks after one epoch, resumed at the same layout and
+    at 3 data-parallel ranks: the run goes on as if uninterrupted (Adam's moments, like the
+    weights, are saved whole and each rank takes its slice back)."""
+    flags = ["--dtype", "float64", "--optim", optimizer]
+    straight = step_losses(tmp_path, 1, *flags, "--epochs", "2")
+    checkpoint = tmp_path / "state.npz"
+    step_losses(tmp_path, 2, *flags, "--epochs", "1", "--checkpoint", str(checkpoint), "--tp", "2")
+    for ranks, layout in [(2, ["--tp", "2"]), (3, [])]:
+        resume_from = tmp_path / f"resume-{ranks}.npz"
+        shutil.copy(checkpoint, resume_from)  # each run rewrites the checkpoint it resumed from
+        resumed = step_losses(tmp_path, ranks, *flags, "--epochs", "2", "--checkpoint",
+                              str(resume_from), "--resume", *layout)
+        np.testing.assert_allclose(resumed, straight, rtol=1e-9, err_msg=f"-n {ranks} {layout}")
 
 
 def test_gt_auto_shard_makes_training_data_parallel_unchanged(tmp_path):
