@@ -17,6 +17,7 @@ uint8, bool_ = np.dtype("uint8"), np.dtype("bool")
 default_float = float32
 
 _rng = np.random.default_rng(0)
+_gpu_rngs: dict = {}  # device -> CuPy generator, seeded from _rng on first use
 
 # GT_AUTO_SHARD=1: tensors made from data are split along dim 0 across MPI ranks (see
 # minigt.distributed). Modules pause it, so parameters and constants they make stay whole.
@@ -48,11 +49,24 @@ def manual_seed(seed: int) -> None:
     """Seed every random draw minigt makes (randn, rand, init helpers, dropout)."""
     global _rng
     _rng = np.random.default_rng(seed)
+    _gpu_rngs.clear()
 
 
 def generator() -> np.random.Generator:
     """The generator behind minigt's random draws (draws happen on the CPU, then move)."""
     return _rng
+
+
+def uniform_on(device: str, shape) -> object:
+    """float32 draws from U[0, 1) made on `device` itself: on a GPU by a CuPy generator for it
+    (seeded from minigt's on first use, so manual_seed repeats them), for draws in every training
+    step (dropout masks) that should not be copied from the host."""
+    if device == "cpu":
+        return _rng.random(shape, dtype=np.float32)
+    with device_context(device):
+        if device not in _gpu_rngs:
+            _gpu_rngs[device] = module_for(device).random.RandomState(int(_rng.integers(2**63)))
+        return _gpu_rngs[device].random_sample(shape, dtype=np.float32)
 
 
 def _check_dtype(dtype, op: str):

@@ -193,6 +193,21 @@ FAKE_CUPY = {
 
 
         from . import cuda  # noqa: E402
+        import cupy.random  # noqa: E402  (not `from . import`: __getattr__ would answer numpy's)
+    ''',
+    "cupy/random.py": '''
+        """cupy.random of the fake: RandomState draws float32 on request, as CuPy's does."""
+        import numpy as _np
+
+        from . import ndarray
+
+
+        class RandomState:
+            def __init__(self, seed=None):
+                self._rng = _np.random.default_rng(seed)
+
+            def random_sample(self, size=None, dtype=float):
+                return _np.asarray(self._rng.random(size, dtype=dtype)).view(ndarray)
     ''',
     "cupy/cuda/__init__.py": '''
         """cupy.cuda of the fake: one device, one stream; no nccl."""

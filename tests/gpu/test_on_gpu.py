@@ -1,5 +1,5 @@
 """With a GPU (or the fake cupy): train_pixel on cuda against the CPU, a training step under
-`cupyx.allow_synchronize(False)`, the Pixel Transformer against PyTorch on CUDA, each collective
+`cupyx.allow_synchronize(False)`, dropout drawing on the GPU, the Pixel Transformer against PyTorch on CUDA, each collective
 path forced under `mpirun -n 2` and compared with NumPy and with each other, and a 2-rank
 train_pixel run on cuda. All are marked `gpu`; without CuPy and a GPU they skip."""
 from __future__ import annotations
@@ -54,6 +54,32 @@ def test_a_cuda_training_step_does_not_synchronize(loss_kind):
     with cupyx.allow_synchronize(False):
         loss, correct = step()
     assert math.isfinite(loss.item()) and 0 <= correct.item() <= 2  # read afterwards, to print
+
+
+@gpu_test
+def test_dropout_draws_its_mask_on_the_gpu(monkeypatch):
+    import cupy
+    import cupyx
+
+    x = gt.ones(200, 50, device="cuda", requires_grad=True)
+    upload = cupy.asarray
+
+    def refuse_host_arrays(a, *args, **kwargs):
+        assert not isinstance(a, np.ndarray), "dropout copied a mask from the host"
+        return upload(a, *args, **kwargs)
+
+    monkeypatch.setattr(cupy, "asarray", refuse_host_arrays)
+    with cupyx.allow_synchronize(False):
+        gt.manual_seed(5)
+        y = F.dropout(x, 0.25)
+        again = (gt.manual_seed(5), F.dropout(x, 0.25))[1]
+    monkeypatch.undo()
+    (y * 2).sum().backward()
+    kept = y.numpy() != 0
+    assert abs(kept.mean() - 0.75) < 0.02 and y.device == x.device
+    np.testing.assert_allclose(y.numpy()[kept], 1 / 0.75, rtol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * kept / 0.75, rtol=1e-6)
+    np.testing.assert_array_equal(again.numpy(), y.numpy())  # manual_seed repeats the GPU draws
 
 
 @gpu_test

@@ -2,10 +2,7 @@
 package); dropout is built from them here, so the core gradient checks cover it."""
 from __future__ import annotations
 
-import numpy as np
-
-from ...backends import to_device
-from ...creation import generator
+from ...creation import uniform_on
 from ...tensor import Tensor
 
 
@@ -18,8 +15,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
-    # Draw in float32 on the CPU from minigt's generator (manual_seed makes it repeatable); build
-    # the mask in x's dtype in place, with no float64 temporary.
-    scale = (generator().random(x.shape, dtype=np.float32) >= p).astype(x.dtype)
+    # Draw in float32 where x lives (manual_seed makes it repeatable); build the mask in x's
+    # dtype in place, with no float64 temporary.
+    scale = (uniform_on(x.device, x.shape) >= p).astype(x.dtype)
     scale *= 1.0 / (1.0 - p) if p < 1.0 else 0.0
-    return x * Tensor._make(to_device(scale, x.device), False, None)
+    return x * Tensor._make(scale, False, None)
