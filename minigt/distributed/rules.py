@@ -13,7 +13,8 @@ Summary (S = Shard(d), R = Replicate, P = Partial; plain tensors count as R):
   reshape         the sharded dim is remapped when its parts stay contiguous, else error
   permute, expand the sharded dim moves with the dims
   cat             along an unsharded dim -> local
-  getitem         slices of d: each rank keeps the part it owns (maybe uneven);  an int on d -> P
+  getitem         slices of d: each rank keeps the part it owns (maybe uneven);  an int on d -> P;
+                  an integer array on d -> P (each rank picks what it owns);  a mask on d -> error
 Every R operand of an op with a non-R output passes `use_replicated`, so its gradient is summed
 over ranks (see functions.py).
 """

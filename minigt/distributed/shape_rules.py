@@ -9,7 +9,11 @@ import math
 
 import numpy as np
 
+from ..backends import array_module, host_checks
+from ..ops import elementwise as ew
 from ..ops import reductions as red
+from ..ops import shape as shp
+from ..tensor import Tensor
 from .dispatch import no_rule
 from .dtensor import group, local_range, placement_of
 from .placement import Partial, Shard
@@ -122,15 +126,18 @@ def _width(c) -> int:
 
 
 def _output_position(tagged, sharded_dim: int) -> int:
-    """Where the sharded dim lands in the output: index a tiny stand-in array in which only that
-    dim has length 2, with every entry replaced by one of the same kind but length 1."""
+    """Where the sharded dim lands in the output (for an index array along it: where the array's
+    first dim lands; NumPy may move it): index a tiny stand-in array in which only that dim has
+    length 2, with every entry replaced by one of the same kind but length 1 (the array along
+    the sharded dim by one of length 2)."""
     shape, probe = [], []
     for c, dim in tagged:
         if c is None:
             probe.append(None)
             continue
         if getattr(c, "ndim", 0) > 0:
-            probe.append(np.zeros((1,) * c.ndim, dtype=c.dtype))
+            first = 2 if dim == sharded_dim and c.dtype != bool else 1
+            probe.append(np.zeros((first,) + (1,) * (c.ndim - 1), dtype=c.dtype))
         else:
             probe.append(slice(None) if isinstance(c, slice) else 0)
         shape.extend([2 if dim == sharded_dim else 1] * _width(c))
@@ -158,7 +165,8 @@ def _slice_parts(s: slice, n: int, sizes):
 
 def getitem(cls, inputs, params):
     """Slices along the sharded dim keep each rank's own part (no communication); an int there
-    leaves the value on its owner, so the result is Partial (other ranks hold zeros)."""
+    leaves the value on its owner, so the result is Partial (other ranks hold zeros); so does an
+    integer array, each rank picking the entries it owns."""
     rules, x, index = _rules(), inputs[0], params["index"]
     p = placement_of(x)
     if not p.is_shard():
@@ -191,7 +199,35 @@ def getitem(cls, inputs, params):
         picked = cls.apply_local((x,), {"index": tuple(local_parts)})
         out = red.Sum.apply_local((picked,), {"axes": (position,), "keepdim": False})
         return rules.DTensor._wrap(out, Partial(), out.data.shape)
-    raise no_rule("getitem", [x], f"an index array or mask along the sharded dim {p.dim}")
+    arrays = [c for c, _ in tagged if getattr(c, "ndim", 0) > 0]
+    if len(arrays) == 1 and entry.dtype.kind in "iu":
+        return _pick_owned(cls, x, tagged, at, p.dim)
+    raise no_rule("getitem", [x], f"a mask, or several index arrays, along the sharded dim {p.dim}")
+
+
+def _pick_owned(cls, x, tagged, at: int, dim: int):
+    """x[..., index, ...] for one integer array `index` along the sharded dim: each rank picks
+    the entries it owns and zeros the others, so the sum over ranks is the result: Partial (a
+    vocabulary-parallel lookup). Every rank records the same ops, so backward stays collective."""
+    rules, index, n = _rules(), tagged[at][0], x.shape[dim]  # x.shape: the global shape
+    if host_checks(index) and index.size and not (-n <= index.min() and index.max() < n):
+        raise IndexError(f"getitem: an index in {index.tolist()} is out of range for dim {dim} "
+                         f"of size {n}")
+    index = index % n
+    lo, hi = local_range(x.sizes)
+    parts, position = [c for c, _ in tagged], _output_position(tagged, dim)
+    if hi == lo:  # no entries here: zeros shaped like the result, still on the graph
+        parts[at] = np.zeros(index.shape, dtype=np.intp)
+        shape = np.broadcast_to(np.zeros((), bool), x.shape)[tuple(parts)].shape
+        nothing = red.Sum.apply_local((x,), {"axes": None, "keepdim": False})  # 0 (no elements)
+        out = shp.BroadcastTo.apply_local((nothing,), {"shape": shape})
+        return rules.DTensor._wrap(out, Partial(), shape)
+    owned = (index >= lo) & (index < hi)
+    parts[at] = array_module(index).where(owned, index - lo, 0)
+    picked = cls.apply_local((x,), {"index": tuple(parts)})
+    keep = owned.reshape((1,) * position + index.shape + (1,) * (picked.ndim - position - index.ndim))
+    out = ew.Mul.apply_local((picked, Tensor._make(keep.astype(picked.dtype), False, None)), {})
+    return rules.DTensor._wrap(out, Partial(), out.shape)
 
 
 def lookup(cls, table, index):

@@ -295,7 +295,8 @@ NO_RULE = [
     ("cat", lambda x: minigt.cat([x, x], 0)),
     ("cat", lambda x: minigt.cat([x, x.redistribute(Shard(1))], 2)),
     ("broadcast_to", lambda x: x[:1].expand(5, 3, 2)), ("getitem", lambda x: x[::-1]),
-    ("getitem", lambda x: x[minigt.tensor([0, 2])]),
+    ("getitem", lambda x: x[minigt.tensor([True, False, True, False])]),
+    ("getitem", lambda x: x[minigt.tensor([0, 2]), minigt.tensor([1, 0])]),
     ("Add", lambda x: x + x.redistribute(Shard(1))),
     ("Add", lambda x: x[:1] + x),
     ("Mul", lambda x: x[:1] * x.redistribute(Replicate())),  # would broadcast the sharded dim
@@ -335,6 +336,29 @@ def test_a_lookup_by_sharded_indices_keeps_rows_sharded_and_sums_the_table_gradi
     np.testing.assert_allclose(out.numpy(), global_array((6, 3), 26)[rows], **TOL)
     (out.tanh() * 2).sum().backward()
     np.testing.assert_allclose(table.grad.numpy(), expected_grad, **TOL)
+
+
+ARRAY_INDEXES = {  # an integer array along the sharded dim (repeats and negatives included)
+    "rows": (Shard(0), lambda t: t[minigt.tensor([[4, 0, -1], [2, 2, 1]])]),
+    "columns": (Shard(1), lambda t: t[:, minigt.tensor([2, 0, 2])]),
+    "moved_front": (Shard(2), lambda t: t[0, :, minigt.tensor([1, 1, 0])]),  # NumPy moves it
+    "after_none": (Shard(0), lambda t: t[None, minigt.tensor([3, 0]), 1:]),
+}
+
+
+@pytest.mark.parametrize("name", list(ARRAY_INDEXES))
+def test_an_index_array_along_the_sharded_dim_gives_partial(name, device):
+    """Each rank picks the entries it owns and zeros the rest (a vocabulary-parallel lookup)."""
+    placement, fn = ARRAY_INDEXES[name]
+    shape = (5, 3, 2) if name != "moved_front" else (2, 3, 2)
+    out = check_op(fn, [global_array(shape, 27)], [placement], device=device)
+    assert out.placement == Partial()
+
+
+def test_an_index_array_out_of_range_along_the_sharded_dim():
+    x = dist.shard(minigt.tensor(global_array((5, 3), 28)), 0)
+    with pytest.raises(IndexError, match="out of range for dim 0 of size 5"):
+        x[minigt.tensor([0, 5])]
 
 
 def test_a_replicated_index_tensor_works():

@@ -286,8 +286,13 @@ def cat_cases(draw):
 
 
 @st.composite
-def index_entry(draw, n: int):
-    """A slice with a positive step, or an int, valid for a dim of length n."""
+def index_entry(draw, n: int, array: bool = False):
+    """A slice with a positive step, or an int, valid for a dim of length n; with `array`, an
+    integer array of such ints (repeats and negatives included, maybe empty or 2-D)."""
+    if array:
+        shape = draw(st.sampled_from([(0,), (3,), (2, 2)]))
+        values = draw(st.lists(st.integers(-n, n - 1), min_size=math.prod(shape), max_size=math.prod(shape)))
+        return np.array(values, dtype=np.int64).reshape(shape)
     if draw(st.booleans()):
         return draw(st.integers(-n, n - 1))
     bound = st.none() | st.integers(-n - 1, n + 1)
@@ -298,11 +303,13 @@ def index_entry(draw, n: int):
 def getitem_cases(draw):
     shape = draw(st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple))
     count = draw(st.integers(1, len(shape)))  # entries given; the rest are implied slices
-    index = [draw(index_entry(n)) for n in shape[:count]]
+    array_at = draw(st.integers(-1, count - 1))  # at most one integer array (-1: none)
+    index = [draw(index_entry(n, k == array_at)) for k, n in enumerate(shape[:count])]
     for _ in range(draw(st.integers(0, 2))):
         index.insert(draw(st.integers(0, len(index))), None)
     if count < len(shape) and draw(st.booleans()):  # Ellipsis for the implied dims, front or back
-        index = [Ellipsis] + [draw(index_entry(n)) for n in shape[len(shape) - count:]] \
+        index = [Ellipsis] + [draw(index_entry(n, k == array_at))
+                              for k, n in enumerate(shape[len(shape) - count:])] \
             if draw(st.booleans()) else index + [Ellipsis]
     index = tuple(index)
     x = global_array(shape, draw(st.integers(0, 2**16)))
