@@ -1,5 +1,6 @@
-"""DTensor by hand: making and moving sharded tensors, the placements the rules promise, the
-communication they insert, and data-parallel gradients -- at whatever world size mpirun gives.
+"""DTensor by hand: making and moving sharded tensors, the placements the rules promise and the
+communication they insert -- at whatever world size mpirun gives (indexing and data parallelism
+have files of their own).
 
 Values and gradients are checked against the same program run on plain tensors (`check_op`);
 the tests taking `device` run on cuda too where CuPy sees a GPU (the ranks may share it).
@@ -10,13 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import (
-    RANK, SIZE, TOL, check_op, count_calls, gather_objects, global_array, global_grad, global_value,
-    local_part, make_input, mlp_loss, mlp_params, partial_parts, uneven, weighted_sum, weights_for,
+    RANK, SIZE, TOL, check_op, count_calls, global_array, global_grad, local_part, make_input,
+    partial_parts, uneven, weighted_sum, weights_for,
 )
 
 import minigt
 import minigt.distributed as dist
-from minigt.distributed import collectives, gradsync
+from minigt.distributed import collectives
 from minigt.distributed.placement import Partial, Replicate, Shard
 
 PLACEMENTS = [Shard(0), Shard(1), Replicate(), Partial()]
@@ -204,33 +205,6 @@ def test_matmul_rows_by_columns_has_no_rule():
         a @ b
 
 
-@pytest.mark.parametrize("n", [2, 7, 10])
-@pytest.mark.parametrize("index", [np.s_[1:], np.s_[::2], np.s_[1:8:3], np.s_[5:], np.s_[:1],
-                                   np.s_[3:2], np.s_[-4::3]], ids=str)
-def test_slicing_the_sharded_dim_keeps_each_ranks_own_part(n, index):
-    x = global_array((3, n), 15)
-    out = check_op(lambda t: t[..., index], [x], [Shard(1)])
-    kept = np.arange(n)[index]  # global positions the slice keeps; each rank keeps its own
-    ranges = [collectives.shard_range(n, SIZE, r) for r in range(SIZE)]
-    assert out.placement == Shard(1)
-    assert out.sizes == tuple(int(((lo <= kept) & (kept < hi)).sum()) for lo, hi in ranges)
-
-
-@pytest.mark.parametrize("index, position", [
-    (np.s_[None, 1:], 1), (np.s_[::2, 0], 0), (np.s_[..., None, 1:3], 0), (np.s_[1:, None], 0),
-    (np.s_[None, None, 2:], 2), (np.s_[-3:, -1], 0),
-], ids=str)
-def test_slicing_remaps_the_sharded_dim(index, position):
-    out = check_op(lambda t: t[index], [global_array((5, 4), 16)], [Shard(0)])
-    assert out.placement == Shard(position)
-
-
-@pytest.mark.parametrize("i", [0, 1, -1])
-def test_an_int_on_the_sharded_dim_gives_partial(i):
-    out = check_op(lambda t: t[:, i], [global_array((4, 2, 3), 17)], [Shard(1)])
-    assert out.placement == Partial()
-
-
 @pytest.mark.parametrize("fn, expected", [
     (lambda x: x.reshape(20, 3), Shard(0)), (lambda x: x.reshape(4, 15, 1), Shard(0)),
     (lambda x: x.transpose(0, 1), Shard(1)), (lambda x: x.permute(2, 0, 1), Shard(1)),
@@ -313,61 +287,6 @@ def test_no_rule_is_a_clear_error(op, fn):
     assert op in message and "Shard(" in message and "edistribute" in message
 
 
-@pytest.mark.parametrize("index_placement", [Shard(0), Partial()], ids=["S0", "P"])
-@pytest.mark.parametrize("x_placement", [None, Replicate(), Shard(0)], ids=["plain", "R", "S0"])
-def test_an_index_tensor_split_across_ranks_is_refused(index_placement, x_placement):
-    """Each rank holds part of such an index: using it as the whole would be silently wrong."""
-    x = make_input(global_array((5, 3), 24), x_placement, requires_grad=False)
-    rows = minigt.tensor(np.array([2, 0, 1, 1]))
-    index = dist.from_local(rows, Partial()) if isinstance(index_placement, Partial) else dist.shard(rows, 0)
-    if x_placement is None and isinstance(index_placement, Shard):
-        pytest.skip("a lookup of a whole table by sharded indices has a rule (see below)")
-    with pytest.raises(dist.ShardingError, match="getitem.*(index tensor|sharded)"):
-        x[index] if x_placement is None else x[:, index]
-
-
-def test_a_lookup_by_sharded_indices_keeps_rows_sharded_and_sums_the_table_gradient():
-    table = minigt.tensor(global_array((6, 3), 26), requires_grad=True)
-    rows = np.array([[2, 0], [5, 5], [1, 2], [4, 0], [3, 3]])
-    (table[minigt.tensor(rows)].tanh() * 2).sum().backward()
-    expected_grad, table.grad = table.grad.numpy().copy(), None
-    out = table[dist.shard(minigt.tensor(rows), 0)]
-    assert out.placement == Shard(0) and out.shape == (5, 2, 3)
-    np.testing.assert_allclose(out.numpy(), global_array((6, 3), 26)[rows], **TOL)
-    (out.tanh() * 2).sum().backward()
-    np.testing.assert_allclose(table.grad.numpy(), expected_grad, **TOL)
-
-
-ARRAY_INDEXES = {  # an integer array along the sharded dim (repeats and negatives included)
-    "rows": (Shard(0), lambda t: t[minigt.tensor([[4, 0, -1], [2, 2, 1]])]),
-    "columns": (Shard(1), lambda t: t[:, minigt.tensor([2, 0, 2])]),
-    "moved_front": (Shard(2), lambda t: t[0, :, minigt.tensor([1, 1, 0])]),  # NumPy moves it
-    "after_none": (Shard(0), lambda t: t[None, minigt.tensor([3, 0]), 1:]),
-}
-
-
-@pytest.mark.parametrize("name", list(ARRAY_INDEXES))
-def test_an_index_array_along_the_sharded_dim_gives_partial(name, device):
-    """Each rank picks the entries it owns and zeros the rest (a vocabulary-parallel lookup)."""
-    placement, fn = ARRAY_INDEXES[name]
-    shape = (5, 3, 2) if name != "moved_front" else (2, 3, 2)
-    out = check_op(fn, [global_array(shape, 27)], [placement], device=device)
-    assert out.placement == Partial()
-
-
-def test_an_index_array_out_of_range_along_the_sharded_dim():
-    x = dist.shard(minigt.tensor(global_array((5, 3), 28)), 0)
-    with pytest.raises(IndexError, match="out of range for dim 0 of size 5"):
-        x[minigt.tensor([0, 5])]
-
-
-def test_a_replicated_index_tensor_works():
-    index = dist.replicate(minigt.tensor(np.array([2, 0, 1, 1])))
-    check_op(lambda t: t[index], [global_array((5, 3), 25)], [None])
-    out = check_op(lambda t: t[:, index], [global_array((5, 3), 25)], [Shard(0)])
-    assert out.placement == Shard(0)
-
-
 def test_parts_cut_differently_do_not_combine():
     by_rank = dist.from_local(minigt.ones(RANK + 1, 2), Shard(0))  # sizes 1, 2, 3, ...
     standard = dist.shard(minigt.ones(by_rank.shape[0], 2), 0)
@@ -375,124 +294,3 @@ def test_parts_cut_differently_do_not_combine():
         pytest.skip("one rank: the cuts agree")
     with pytest.raises(dist.ShardingError, match="Add.*unevenly"):
         by_rank + standard
-
-
-@pytest.mark.parametrize("placement", [Shard(0), Partial()], ids=["S0", "P"])
-def test_writing_into_a_dtensor_is_right_or_refused(placement):
-    x = global_array((4, 2), 23)
-    d = make_input(x, placement, requires_grad=False)
-    try:
-        d[1] = 7.0
-        outcome = "written"
-    except dist.ShardingError:
-        outcome = "refused"
-    except Exception as error:  # noqa: BLE001 - e.g. an IndexError on ranks with few rows
-        outcome = f"{type(error).__name__}: {error}"
-    outcomes = gather_objects(outcome)
-    assert len(set(outcomes)) == 1 and outcomes[0] in ("written", "refused"), outcomes
-    if outcome == "written":
-        expected = x.copy()
-        expected[1] = 7.0
-        np.testing.assert_allclose(global_value(d), expected, **TOL)
-
-
-# ---- data parallelism: replicated parameters, sharded data ------------------------------------------
-
-
-@pytest.mark.parametrize("rows", [2, 9])
-def test_replicated_parameters_get_the_whole_gradient_in_one_all_reduce(rows, device,
-                                                                        monkeypatch):
-    x = minigt.tensor(global_array((rows, 3), 30), device=device)
-    y = minigt.tensor(global_array((rows, 2), 31), device=device)
-    reference = mlp_params(32, device=device)
-    mlp_loss(reference, x, y).backward()
-
-    params = mlp_params(32, device=device)
-    loss = mlp_loss(params, dist.shard(x, 0), dist.shard(y, 0))
-    assert loss.placement == Partial()
-    reduces = count_calls(monkeypatch, collectives, "all_reduce")
-    loss.backward()
-    assert len(reduces) == 1  # four parameters, one bucket
-    assert gradsync._pending == {}
-    for got, want in zip(params, reference):
-        assert type(got.grad) is minigt.Tensor and got.grad.device == got.device
-        np.testing.assert_allclose(got.grad.numpy(), want.grad.numpy(), **TOL)
-
-
-def test_a_parameter_used_by_sharded_and_replicated_compute():
-    x = global_array((5, 3), 33)
-    w_ref = minigt.tensor(global_array((3,), 34), requires_grad=True)
-    ((minigt.tensor(x) * w_ref).sum() + (w_ref * w_ref).sum() + (minigt.tensor(x) + w_ref).sum()
-     ).backward()
-    w = minigt.tensor(global_array((3,), 34), requires_grad=True)
-    xs = dist.shard(minigt.tensor(x), 0)
-    loss = (xs * w).sum() + (w * w).sum() + (xs + w).sum()  # P + R + P: the total is all-reduced
-    loss.backward()
-    np.testing.assert_allclose(w.grad.numpy(), w_ref.grad.numpy(), **TOL)
-
-
-def test_buckets_group_consecutive_shares_under_the_limit():
-    shares = [np.zeros(n) for n in (4, 4, 10, 1, 1)] + [np.zeros(2, np.float32)]
-    groups = gradsync.buckets([[None, s] for s in shares], limit=8 * 8)
-    assert [[e[1].size for e in g] for g in groups] == [[4, 4], [10], [1, 1], [2]]
-
-
-def sgd_step(params, x, y, lr=0.1):
-    loss = mlp_loss(params, x, y)
-    optimizer = minigt.optim.SGD(params, lr=lr, momentum=0.9)
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss
-
-
-@pytest.mark.parametrize("rows", [3, 8])
-def test_data_parallel_sgd_step_equals_the_single_process_step(rows, device):
-    x = minigt.tensor(global_array((rows, 3), 40), device=device)
-    y = minigt.tensor(global_array((rows, 2), 41), device=device)
-    reference = mlp_params(42, device=device)
-    expected_loss = sgd_step(reference, x, y).item()
-    params = mlp_params(42, device=device)
-    loss = sgd_step(params, dist.shard(x, 0), dist.shard(y, 0))
-    assert loss.item() == pytest.approx(expected_loss, rel=1e-12)
-    for got, want in zip(params, reference):
-        np.testing.assert_allclose(got.numpy(), want.numpy(), **TOL)
-
-
-def test_data_parallel_sgd_step_with_nn_modules():
-    from minigt import nn
-
-    x, y = global_array((7, 3), 43), global_array((7, 2), 44)
-
-    def step(inputs, targets):
-        minigt.manual_seed(0)
-        model = nn.Sequential(nn.Linear(3, 5), nn.LayerNorm(5), nn.ReLU(), nn.Linear(5, 2)).double()
-        optimizer = minigt.optim.SGD(model.parameters(), lr=0.1)
-        ((model(inputs) - targets) ** 2).mean().backward()
-        optimizer.step()
-        return [p.numpy() for p in model.parameters()]
-
-    expected = step(minigt.tensor(x), minigt.tensor(y))
-    for got, want in zip(step(dist.shard(minigt.tensor(x), 0), dist.shard(minigt.tensor(y), 0)), expected):
-        np.testing.assert_allclose(got, want, **TOL)
-
-
-def test_layer_norm_along_unsharded_dims_stays_local():
-    from minigt.nn import functional as F
-
-    arrays = [global_array((4, 3, 5), 45), global_array((5,), 46), global_array((5,), 47)]
-    out = check_op(lambda t, w, b: F.layer_norm(t, 5, w, b), arrays, [Shard(0), None, None])
-    assert out.placement == Shard(0)
-
-
-@pytest.mark.parametrize("placements, expected", [
-    ((Replicate(), Shard(0), Shard(0)), Shard(1)),  # column parallel: 2 outputs, parts may be empty
-    ((Shard(1), Shard(1)), Partial()),  # row parallel, no bias: 2 inputs, parts may be empty
-    ((Shard(0), None, None), Shard(0)),  # data parallel: 2 rows
-], ids=["column", "row", "data"])
-def test_linear_with_empty_parts(placements, expected, device):
-    from minigt.nn import functional as F
-
-    arrays = [global_array((2, 2), 48), global_array((2, 2), 49), global_array((2,), 50)]
-    out = check_op(lambda *ts: F.linear(*ts), arrays[:len(placements)], placements, device=device)
-    assert out.placement == expected
