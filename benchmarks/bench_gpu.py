@@ -30,29 +30,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-EXAMPLES = os.path.join(ROOT, "examples")
 sys.path.insert(0, HERE)
 import common  # noqa: E402
+import gpu_allreduce  # noqa: E402
 
 MATMUL_N = 4096
-MODEL = dict(img=200, seq=4, dim=256, heads=4, layers=4, ff=1024)
 TRAIN_CONFIGS = {  # name: (batch, samples); the brief's run is 20 samples in batches of 2
     "brief": (2, 20),
     "batch32": (32, 64),
 }
-SEED, LR = 0, 0.01
-ALLREDUCE_BYTES = 64 * 2**20
-PATHS = ("nccl", "mpi", "host")
 TARGETS = dict(matmul=0.95, train=1.3)
-LAUNCH_TIMEOUT_S = 150
 
 
 def build_parser():
@@ -72,7 +63,7 @@ def build_parser():
                         help="(other benchmarks'; ignored here)")
     hidden = argparse.SUPPRESS  # the mpirun worker
     parser.add_argument("--worker", choices=["allreduce"], help=hidden)
-    parser.add_argument("--path", choices=PATHS, help=hidden)
+    parser.add_argument("--path", choices=gpu_allreduce.PATHS, help=hidden)
     parser.add_argument("--result", help=hidden)
     return parser
 
@@ -80,9 +71,7 @@ def build_parser():
 if __name__ == "__main__":
     ARGS = common.bootstrap(build_parser())  # may re-exec: before numpy is imported
 
-import numpy as np  # noqa: E402
-
-sys.path.insert(0, EXAMPLES)
+import gpu_measure  # noqa: E402  (matmul, training step; it imports numpy: after bootstrap)
 
 
 # ---- is there a GPU? -----------------------------------------------------------------------------
@@ -106,313 +95,6 @@ def gpu_status() -> tuple[bool, str]:
     return True, (f"{name}, {props['totalGlobalMem'] / 2**30:.0f} GiB | CuPy {cupy.__version__}, "
                   f"CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()}, driver "
                   f"{cupy.cuda.runtime.driverGetVersion()}")
-
-
-def sync() -> None:
-    import cupy
-
-    cupy.cuda.get_current_stream().synchronize()
-
-
-# ---- 1. matmul -----------------------------------------------------------------------------------
-def bench_matmul(args, torch) -> dict:
-    import cupy
-
-    import minigt as gt
-
-    n = args.matmul_n
-    rng = np.random.default_rng(SEED)
-    a_host = rng.standard_normal((n, n), dtype=np.float32)
-    b_host = rng.standard_normal((n, n), dtype=np.float32)
-    a, b = cupy.asarray(a_host), cupy.asarray(b_host)
-    ta, tb = gt.tensor(a, device="cuda"), gt.tensor(b, device="cuda")
-    calls = {"minigt": lambda: ta @ tb, "CuPy raw": lambda: a @ b}
-    syncs = {"minigt": sync, "CuPy raw": sync}
-    if torch is not None and torch.cuda.is_available():
-        xa, xb = torch.from_numpy(a_host).cuda(), torch.from_numpy(b_host).cuda()
-        calls["PyTorch"] = lambda: torch.matmul(xa, xb)
-        syncs["PyTorch"] = torch.cuda.synchronize
-    # the three agree (a check that each computes the product, not a precision test)
-    reference = cupy.asnumpy(a[:64] @ b[:, :64])
-    for name, fn in calls.items():
-        out = fn()
-        part = out.data[:64, :64] if name == "minigt" else out[:64, :64]
-        got = part.cpu().numpy() if name == "PyTorch" else cupy.asnumpy(part)
-        if not np.allclose(got, reference, rtol=1e-3, atol=1e-2):
-            raise RuntimeError(f"matmul: {name}'s product differs from CuPy's")
-    per_round, rounds = (10, 3) if args.quick else (20, 7)
-    samples = {name: [] for name in calls}
-    names = list(calls)
-    for _ in range(2):  # warm-up: cuBLAS handles, heuristics, memory pools
-        for name in names:
-            calls[name]()
-            syncs[name]()
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            fn, wait = calls[name], syncs[name]
-            wait()
-            t0 = time.perf_counter()
-            for _ in range(per_round):
-                out = fn()
-            wait()
-            samples[name].append((time.perf_counter() - t0) / per_round)
-            del out
-    flops = 2.0 * n**3
-    out = {}
-    for name, times in samples.items():
-        stats = common.stats_of(times)
-        out[name] = dict(seconds=stats.median, spread=stats.spread,
-                         tflops=flops / stats.median / 1e12)
-    return out
-
-
-def matmul_rows(res: dict) -> list:
-    ours, cupy_raw = res["minigt"], res["CuPy raw"]
-    ratio = ours["tflops"] / cupy_raw["tflops"]
-    rows = [[name, f"{r['tflops']:.1f}", f"{r['seconds'] * 1e3:.3f} ±{r['spread'] * 100:.0f}%",
-             f"{r['tflops'] / cupy_raw['tflops']:.3f}×"] for name, r in res.items()]
-    return rows, ratio
-
-
-# ---- 2. a training step --------------------------------------------------------------------------
-class MinigtRun:
-    """train_pixel's model and step, on the GPU."""
-
-    def __init__(self, batch: int, images, labels):
-        import minigt as gt
-        import train_pixel
-        from pixel_transformer import PixelTransformer
-
-        self.gt = gt
-        gt.manual_seed(SEED)
-        self.model = PixelTransformer(**MODEL).to("cuda")
-        self.optimizer = gt.optim.SGD(self.model.parameters(), lr=LR)
-        argv = [f"--{k}={v}" for k, v in MODEL.items()] + [
-            f"--batch={batch}", "--loss=mse", "--optim=sgd", f"--lr={LR}", "--dtype=float32",
-            "--device=cuda"]
-        self.args = train_pixel.parse_args(argv)
-        self.train_pixel = train_pixel
-        self.images, self.labels, self.batch = images, labels, batch
-        self.losses, self.correct = [], 0
-
-    def state(self) -> dict:
-        return {name: value.numpy() for name, value in self.model.state_dict().items()}
-
-    def step(self, k: int) -> None:
-        start = (k * self.batch) % len(self.labels)
-        idx = np.arange(start, start + self.batch) % len(self.labels)
-        x, y = self.train_pixel.batch_tensors(self.images[idx], self.labels[idx], self.args)
-        logits = self.model(x)
-        loss = self.train_pixel.loss_fn(self.args, logits, y)
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        self.losses.append(loss.item())
-        self.correct += int((logits.argmax(-1) == y).sum().item())
-
-
-class TorchRun:
-    """The same model and step in PyTorch eager on the same GPU."""
-
-    def __init__(self, torch, batch: int, images, labels, state: dict):
-        from torch_pixel_transformer import PixelTransformer
-
-        self.torch, self.F = torch, torch.nn.functional
-        torch.manual_seed(SEED)
-        self.model = PixelTransformer(**MODEL)
-        self.model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
-        self.model.to("cuda")
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=LR)
-        self.images, self.labels, self.batch = images, labels, batch
-        self.losses, self.correct = [], 0
-
-    def step(self, k: int) -> None:
-        torch, F = self.torch, self.F
-        start = (k * self.batch) % len(self.labels)
-        idx = np.arange(start, start + self.batch) % len(self.labels)
-        x = torch.from_numpy(self.images[idx]).to("cuda")
-        y = torch.from_numpy(self.labels[idx]).to("cuda")
-        logits = self.model(x)
-        loss = F.mse_loss(logits, F.one_hot(y, 10).to(logits.dtype))
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        self.losses.append(loss.item())
-        self.correct += int((logits.argmax(-1) == y).sum().item())
-
-
-def bench_train(args, torch) -> dict:
-    from pixel_data import synthetic
-
-    results = {}
-    for config in args.train_configs.split(","):
-        batch, samples = TRAIN_CONFIGS[config]
-        images, labels = synthetic(samples, MODEL["seq"], MODEL["img"], SEED)
-        runs = {"minigt": MinigtRun(batch, images, labels)}
-        if torch is not None and torch.cuda.is_available():
-            runs["PyTorch"] = TorchRun(torch, batch, images, labels, runs["minigt"].state())
-        warmup = 3 if args.quick else 5
-        rounds, per_round = (3, 3) if args.quick else ((6, 5) if batch <= 8 else (4, 4))
-        counter = {name: 0 for name in runs}
-        compile_s = {}
-        for name, run in runs.items():  # the first steps compile CuPy's kernels: not timed
-            t0 = time.perf_counter()
-            for _ in range(warmup):
-                run.step(counter[name])
-                counter[name] += 1
-            compile_s[name] = time.perf_counter() - t0
-        samples_s = {name: [] for name in runs}
-        names = list(runs)
-        for r in range(rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:
-                run = runs[name]
-                for _ in range(per_round):
-                    t0 = time.perf_counter()
-                    run.step(counter[name])  # ends in loss.item(): the device has finished
-                    samples_s[name].append(time.perf_counter() - t0)
-                    counter[name] += 1
-        entry = {"batch": batch, "warmup_s": compile_s}
-        for name, times in samples_s.items():
-            stats = common.stats_of(times)
-            entry[name] = dict(seconds=stats.median, spread=stats.spread, steps=len(times),
-                               samples_per_s=batch / stats.median)
-        if "PyTorch" in runs:
-            a = np.asarray(runs["minigt"].losses)
-            b = np.asarray(runs["PyTorch"].losses)
-            k = min(len(a), len(b), 3)
-            diff = np.abs(a[:k] - b[:k]) / np.abs(b[:k])
-            entry["loss_rel_diff_first_steps"] = float(np.max(diff))
-        results[config] = entry
-        del runs
-    return results
-
-
-# ---- 3. all_reduce through each path -------------------------------------------------------------
-def find_mpirun(given: str | None = None) -> str | None:
-    """--mpirun, else $MPIRUN, else the mpirun beside this Python, else mpirun / mpiexec on PATH."""
-    if given:
-        return given
-    if os.environ.get("MPIRUN"):
-        return os.environ["MPIRUN"]
-    for name in ("mpirun", "mpiexec"):
-        beside = os.path.join(os.path.dirname(sys.executable), name)
-        if os.access(beside, os.X_OK):
-            return beside
-    return shutil.which("mpirun") or shutil.which("mpiexec")
-
-
-def launch_env(path: str) -> dict:
-    env = dict(os.environ)
-    for name in ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
-                 "MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE", "PMIX_RANK", "MINIGT_TRACE"):
-        env.pop(name, None)
-    env.update(MINIGT_COLLECTIVES=path, MPIEXEC_TIMEOUT=str(LAUNCH_TIMEOUT_S - 20),
-               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
-    return env
-
-
-def bench_allreduce(args) -> dict:
-    mpirun = find_mpirun(args.mpirun)
-    if mpirun is None:
-        return {path: dict(available=False, reason="no mpirun/mpiexec found") for path in PATHS}
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="bench_gpu_") as tmp:
-        for path in PATHS:
-            result = os.path.join(tmp, f"{path}.json")
-            command = [mpirun, "-n", "2", sys.executable, os.path.abspath(__file__),
-                       "--worker", "allreduce", "--path", path, "--result", result,
-                       "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
-            if args.keep_env:
-                command.append("--keep-env")
-            try:
-                done = subprocess.run(command, env=launch_env(path), capture_output=True,
-                                      text=True, timeout=LAUNCH_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                results[path] = dict(available=None, reason=f"timed out after {LAUNCH_TIMEOUT_S} s")
-                continue
-            if done.returncode or not os.path.exists(result):
-                tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-                results[path] = dict(available=None,
-                                     reason=f"launch failed (exit {done.returncode}): "
-                                            + " | ".join(tail))
-                continue
-            with open(result) as f:
-                results[path] = json.load(f)
-    return results
-
-
-def allreduce_worker(args) -> int:
-    """Under mpirun -n 2: time all_reduce of 64 MB of GPU memory through args.path."""
-    import cupy
-
-    from minigt.distributed import collectives, transports, world
-
-    rank, size = world.rank(), world.world_size()
-    if size != 2:
-        raise SystemExit(f"the all-reduce worker wants 2 ranks, got {size}")
-    out = dict(path=args.path, ranks=size, gpus=transports.gpu_count(),
-               local_size=world.local_size(), bytes=ALLREDUCE_BYTES)
-    reason = None
-    if args.path == "nccl" and not transports.nccl_available():
-        reason = (f"NCCL is not usable: it needs cupy.cuda.nccl and a GPU per rank "
-                  f"({world.local_size()} ranks here share {transports.gpu_count()} GPU(s))")
-    elif args.path == "mpi" and not transports.cuda_aware_mpi():
-        reason = "the MPI library is not CUDA-aware (detected by MPIX_Query_cuda_support / env)"
-    if reason is not None:
-        out.update(available=False, reason=reason)
-    else:
-        n = ALLREDUCE_BYTES // 4
-        x = cupy.full(n, rank + 1, dtype=cupy.float32)
-        host = np.full(n, rank + 1, dtype=np.float32)
-        taken = transports.select_transport(x).name
-        if taken != args.path:
-            raise SystemExit(f"MINIGT_COLLECTIVES={args.path} but the transport is {taken}")
-        comm = world.comm()
-        iters = 5 if args.quick else 15
-
-        def timed(array, wait) -> tuple:
-            times = []
-            for i in range(iters + 3):
-                comm.Barrier()
-                wait()
-                t0 = time.perf_counter()
-                result = collectives.all_reduce(array, "sum")
-                wait()
-                if i >= 3:  # the first calls make communicators and staging buffers
-                    times.append(time.perf_counter() - t0)
-            return times, result
-
-        gpu_times, gpu_result = timed(x, sync)
-        host_times, host_result = timed(host, lambda: None)
-        ok = bool(cupy.all(gpu_result == 3.0)) and bool(np.all(host_result == 3.0))
-        # a collective lasts as long as its slowest rank
-        gpu_times = np.max(comm.allgather(gpu_times), axis=0).tolist()
-        host_times = np.max(comm.allgather(host_times), axis=0).tolist()
-        out.update(available=True, correct=ok, transport=taken, gpu_seconds=gpu_times,
-                   host_seconds=host_times)
-    if rank == 0:
-        with open(args.result, "w") as f:
-            json.dump(out, f)
-    return 0
-
-
-def allreduce_rows(res: dict) -> tuple[list, dict]:
-    rows, summary = [], {}
-    for path in PATHS:
-        r = res.get(path, {})
-        if not r.get("available"):
-            rows.append([path, "n/a", "n/a", "n/a", r.get("reason", "not run")])
-            continue
-        gpu = common.stats_of(r["gpu_seconds"])
-        host = common.stats_of(r["host_seconds"])
-        gbps = r["bytes"] / gpu.median / 1e9
-        summary[path] = gpu.median
-        rows.append([path, common.fmt_time(gpu, 1e3, 2), f"{gbps:.1f}",
-                     common.fmt_time(host, 1e3, 2),
-                     ("results correct" if r.get("correct") else "WRONG RESULTS")
-                     + f"; {r['local_size']} ranks on {r['gpus']} GPU(s)"])
-    return rows, summary
 
 
 # ---- the report ----------------------------------------------------------------------------------
@@ -453,9 +135,9 @@ def main(args) -> int:
 
     summary_rows = []
     if "matmul" not in args.skip:
-        res = bench_matmul(args, torch)
+        res = gpu_measure.bench_matmul(args, torch)
         report["matmul"] = res
-        rows, ratio = matmul_rows(res)
+        rows, ratio = gpu_measure.matmul_rows(res)
         n = args.matmul_n
         common.print_table(f"matmul {n}x{n} float32 (median of rounds)", rows,
                            ["", "TFLOP/s", "ms per product", "vs CuPy raw"])
@@ -471,7 +153,7 @@ def main(args) -> int:
                                  "(info)", "—"])
 
     if "train" not in args.skip:
-        res = bench_train(args, torch)
+        res = gpu_measure.bench_train(args, torch, TRAIN_CONFIGS)
         report["train"] = res
         rows = []
         for config, entry in res.items():
@@ -503,14 +185,14 @@ def main(args) -> int:
                                   "samples/s", "timed steps", "warm-up s"], note=note)
 
     if "allreduce" not in args.skip:
-        res = bench_allreduce(args)
+        res = gpu_allreduce.bench_allreduce(args, os.path.abspath(__file__))
         report["allreduce"] = res
-        rows, summary = allreduce_rows(res)
-        common.print_table(f"all_reduce of {ALLREDUCE_BYTES // 2**20} MB float32, 2 ranks "
-                           f"sharing the GPU, each path forced (MINIGT_COLLECTIVES)", rows,
+        rows, summary = gpu_allreduce.allreduce_rows(res)
+        common.print_table(f"all_reduce of {gpu_allreduce.ALLREDUCE_BYTES // 2**20} MB float32, "
+                           f"2 ranks sharing the GPU, each path forced (MINIGT_COLLECTIVES)", rows,
                            ["path", "median ms (GPU memory)", "GB/s",
                             "ref: host memory via MPI, ms", "note"])
-        for path in PATHS:
+        for path in gpu_allreduce.PATHS:
             summary_rows.append([f"all_reduce 64 MB, 2 ranks, path {path}, ms",
                                  f"{summary[path] * 1e3:.2f}" if path in summary else "n/a",
                                  "—", "—", "—", "measured" if path in summary else "unavailable"])
@@ -527,4 +209,4 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(allreduce_worker(ARGS) if ARGS.worker else main(ARGS))
+    sys.exit(gpu_allreduce.allreduce_worker(ARGS) if ARGS.worker else main(ARGS))

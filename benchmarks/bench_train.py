@@ -29,11 +29,8 @@ runs each N times, alternating, and takes medians.
 from __future__ import annotations
 
 import argparse
-import cProfile
 import json
 import os
-import pstats
-import resource
 import statistics
 import subprocess
 import sys
@@ -41,20 +38,17 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-EXAMPLES = os.path.join(os.path.dirname(HERE), "examples")
 sys.path.insert(0, HERE)
 import common  # noqa: E402
+from common import LR, MODEL, SEED  # noqa: E402
 
-MODEL = dict(img=200, seq=4, dim=256, heads=4, layers=4, ff=1024)
 CONFIGS = {  # name: (samples, batch, epochs, epochs with --quick)
     "brief": (20, 2, 20, 5),
     "batch16": (64, 16, 5, 2),
 }
-SEED, LR = 0, 0.01
 GROWTH_FROM = 20  # RSS after this step is the reference for the growth check
 TARGETS = dict(speed=1.0, rss=1.5, growth=0.02)
-PROFILE_STEP = 5  # --profile: the PROFILE_STEPS steps after this one (warm) are profiled
-PROFILE_STEPS = 5
+PROFILE_STEP = 5  # --profile: the train_worker.PROFILE_STEPS warm steps after this one are profiled
 TOP = 12
 
 
@@ -78,186 +72,7 @@ if __name__ == "__main__":
     ARGS = common.bootstrap(build_parser())  # may re-exec: before numpy is imported
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, EXAMPLES)
-
-
-# ---- measurements shared by both workers -------------------------------------------------------
-def rss_mb() -> float:
-    """Resident set size now, in MB (/proc/self/statm; ru_maxrss where /proc is missing)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def peak_rss_mb() -> float:
-    """Peak RSS of this program, in MB: VmHWM of /proc/self/status.
-
-    Not ru_maxrss alone: Linux carries ru_maxrss over fork and exec, so a worker started by a
-    parent holding 400 MB (PyTorch, minigt and the weights) would report at least 400 MB. VmHWM
-    belongs to the process's own memory map, which exec starts afresh. ru_maxrss is the fallback
-    where /proc is missing."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class Recorder:
-    """Wall clock, CPU time and RSS after every optimizer step; optionally profiles the
-    PROFILE_STEPS steps after step `profile_step`."""
-
-    def __init__(self, profile_step: int = 0):
-        self.ends, self.cpu, self.rss = [], [], []
-        self.profile_step = profile_step
-        self.profiler = cProfile.Profile() if profile_step else None
-
-    def after_step(self) -> None:
-        if self.profiler and len(self.ends) == self.profile_step + PROFILE_STEPS - 1:
-            self.profiler.disable()  # the last profiled step just finished
-        self.ends.append(time.perf_counter())
-        self.cpu.append(time.process_time())
-        self.rss.append(rss_mb())
-        if self.profiler and len(self.ends) == self.profile_step:
-            self.profiler.enable()
-
-
-def weight_files(directory: str) -> dict:
-    return {name[:-4]: os.path.join(directory, name) for name in os.listdir(directory)
-            if name.endswith(".npy")}
-
-
-def read_into(path: str, out: np.ndarray) -> None:
-    """Fill `out` from a .npy file without a temporary copy (it would count in peak RSS)."""
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                  else np.lib.format.read_array_header_2_0)
-        shape, fortran, dtype = header(f)
-        if tuple(shape) != out.shape or np.dtype(dtype) != out.dtype or fortran:
-            raise ValueError(f"{path}: {shape} {dtype} does not fit {out.shape} {out.dtype}")
-        if f.readinto(memoryview(out).cast("B")) != out.nbytes:
-            raise ValueError(f"{path}: short read")
-
-
-def write_weights(directory: str) -> None:
-    """The starting weights of train_pixel's model (same seed, same construction), one .npy per
-    parameter."""
-    import minigt as gt
-    from pixel_transformer import PixelTransformer
-
-    gt.manual_seed(SEED)
-    model = PixelTransformer(**MODEL)
-    for name, value in model.state_dict().items():
-        np.save(os.path.join(directory, name + ".npy"), value.numpy())
-
-
-# ---- workers -------------------------------------------------------------------------------------
-def run_minigt(args, recorder: Recorder) -> dict:
-    """train_pixel.train() itself, with SGD.step wrapped to note time and RSS."""
-    import minigt as gt
-    import train_pixel
-
-    pools = common.pin_threads(args.threads)
-    samples, batch, _, _ = CONFIGS[args.config]
-    argv = [f"--{k}={v}" for k, v in MODEL.items()] + [
-        f"--n={samples}", f"--batch={batch}", f"--epochs={args.epochs}", "--loss=mse",
-        "--optim=sgd", f"--lr={LR}", f"--seed={SEED}", "--dtype=float32", "--data=synthetic"]
-    options = train_pixel.parse_args(argv)
-    original = gt.optim.SGD.step
-
-    def step(self, *a, **k):
-        out = original(self, *a, **k)
-        recorder.after_step()
-        return out
-
-    gt.optim.SGD.step = step
-    try:
-        result = train_pixel.train(options)
-    finally:
-        gt.optim.SGD.step = original
-    return dict(losses=result["step_losses"], reported_samples_per_s=result["samples_per_s"],
-                version=gt.__version__, pools=pools)
-
-
-def run_torch(args, recorder: Recorder) -> dict:
-    """The same loop in PyTorch: same data, same order, same starting weights."""
-    import torch
-    from pixel_data import synthetic
-    from torch.nn import functional as F
-    from torch_pixel_transformer import PixelTransformer
-
-    pools = common.pin_threads(args.threads, torch)
-    torch.manual_seed(SEED)
-    samples, batch, _, _ = CONFIGS[args.config]
-    model = PixelTransformer(**MODEL)
-    files = weight_files(args.weights)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            read_into(files[name], tensor.numpy())
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
-    images, labels = synthetic(samples, MODEL["seq"], MODEL["img"], SEED)
-    losses, started, trained = [], time.perf_counter(), 0
-    for _ in range(args.epochs):
-        order, correct = np.arange(len(labels)), 0
-        for start in range(0, len(order), batch):
-            idx = order[start:start + batch]
-            x, y = torch.from_numpy(images[idx]), torch.from_numpy(labels[idx])
-            logits = model(x)
-            loss = F.mse_loss(logits, F.one_hot(y, 10).to(logits.dtype))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            recorder.after_step()
-            losses.append(loss.item())
-            correct += int((logits.argmax(-1) == y).sum().item())
-        trained += len(order)
-    return dict(losses=losses, reported_samples_per_s=trained / (time.perf_counter() - started),
-                version=torch.__version__, pools=pools)
-
-
-def worker(args) -> int:
-    recorder = Recorder(args.profile_step)
-    run = run_minigt if args.worker == "minigt" else run_torch
-    out = run(args, recorder)
-    out.update(framework=args.worker, config=args.config, step_ends=recorder.ends,
-               cpu_ends=recorder.cpu,
-               rss_mb=recorder.rss, peak_rss_mb=peak_rss_mb(),
-               ru_maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    if recorder.profiler:
-        out["profile"] = profile_tables(recorder.profiler)
-    with open(args.result, "w") as f:
-        json.dump(out, f)
-    return 0
-
-
-def profile_tables(profiler) -> dict:
-    """Functions of the profiled steps by own time, per step: all, and those in minigt/ only."""
-    stats = pstats.Stats(profiler).stats
-    n = PROFILE_STEPS
-    total = sum(tt for (_, _, tt, _, _) in stats.values()) / n
-    rows = []
-    for (path, line, name), (_, calls, tt, ct, _) in stats.items():
-        short = name if path == "~" else f"{_short_path(path)}:{line}({name})"
-        rows.append(dict(function=short, calls=calls / n, tottime=tt / n, cumtime=ct / n,
-                         minigt=f"{os.sep}minigt{os.sep}" in path))
-    rows.sort(key=lambda r: r["tottime"], reverse=True)
-    return dict(total=total, rows=rows)
-
-
-def _short_path(path: str) -> str:
-    parts = path.split(os.sep)
-    for anchor in ("minigt", "examples", "site-packages"):
-        if anchor in parts:
-            i = len(parts) - 1 - parts[::-1].index(anchor)
-            return "/".join(parts[i + (anchor == "site-packages"):])
-    return os.path.basename(path)
+import train_worker  # noqa: E402  (what --worker runs; it imports numpy: after bootstrap)
 
 
 # ---- the parent: runs the workers, prints the tables ---------------------------------------------
@@ -375,7 +190,8 @@ def print_profile(profile: dict) -> None:
     headers = ["function", "calls", "own ms", "own %", "cumulative ms"]
     for title, rows in (
         (f"cProfile: warm brief-config minigt steps {PROFILE_STEP + 1}-"
-         f"{PROFILE_STEP + PROFILE_STEPS}, per step: top {TOP} minigt functions by own time",
+         f"{PROFILE_STEP + train_worker.PROFILE_STEPS}, per step: top {TOP} minigt functions by "
+         "own time",
          [r for r in profile["rows"] if r["minigt"]]),
         (f"cProfile: the same step, top {TOP} of all functions by own time (NumPy's included)",
          profile["rows"]),
@@ -409,7 +225,7 @@ def main(args) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         weights = os.path.join(tmp, "weights")
         os.mkdir(weights)
-        write_weights(weights)
+        train_worker.write_weights(weights)
         for config, epochs in plan.items():
             for r in range(repeats):
                 for framework in (frameworks if r % 2 == 0 else frameworks[::-1]):
@@ -447,4 +263,7 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(worker(ARGS) if ARGS.worker else main(ARGS))
+    if ARGS.worker:
+        samples, batch, _, _ = CONFIGS[ARGS.config]
+        sys.exit(train_worker.worker(ARGS, samples, batch))
+    sys.exit(main(ARGS))

@@ -1,5 +1,6 @@
 """Shared helpers for the benchmarks: a clean, thread-pinned process, interleaved timing with
-medians, and Markdown tables with a target column.
+medians, Markdown tables with a target column, and the brief's model that the training
+benchmarks run.
 
 Every benchmark script starts with
 
@@ -30,6 +31,12 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "BLIS_NUM_THREADS")
 SLOW_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 _REEXEC_MARK = "_MINIGT_BENCH_REEXEC"  # set in the child: "VAR=old;VAR=old" of what was removed
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples")  # train_pixel.py and the models it trains
+# The brief's Pixel Transformer and its training settings (float32, MSE on one-hot, SGD)
+MODEL = dict(img=200, seq=4, dim=256, heads=4, layers=4, ff=1024)
+SEED, LR = 0, 0.01
 
 _limits = None  # the threadpoolctl limiter, kept alive for the whole run
 
