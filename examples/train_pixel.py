@@ -126,7 +126,6 @@ def train(args) -> dict:
         history = state["history"]
         first_epoch = int(state["epoch"]) + 1
 
-    F.gelu(gt.zeros(1))  # the first GELU imports SciPy's erf: do it before the clock starts
     steps_per_epoch = -(-len(labels) // args.batch)
     progress = _progress(steps_per_epoch * (args.epochs - first_epoch + 1))
     train_seconds, trained_samples, trained_steps = 0.0, 0, 0

@@ -5,8 +5,6 @@ Everything that differs between the two lives here, so op code is written once a
 """
 from __future__ import annotations
 
-import functools
-import math
 import os
 
 import numpy as np
@@ -124,21 +122,12 @@ def scatter_add(target, index, values) -> None:
 
 
 def erf(x):
-    """The error function, elementwise (NumPy has none: SciPy's when installed, else math.erf)."""
+    """The error function, elementwise: CuPy's on a GPU, backends/special.py's on the CPU (NumPy
+    has none)."""
     if array_module(x) is not np:
         import cupyx.scipy.special
 
         return cupyx.scipy.special.erf(x)
-    return _numpy_erf()(x).astype(x.dtype, copy=False)
+    from .special import erf as numpy_erf
 
-
-@functools.cache
-def _numpy_erf():
-    """SciPy's erf, imported on first use (it costs a second of start-up); else math.erf per
-    element, exact but slow."""
-    try:
-        from scipy.special import erf as scipy_erf
-
-        return scipy_erf
-    except ImportError:
-        return np.frompyfunc(math.erf, 1, 1)
+    return numpy_erf(x).astype(x.dtype, copy=False)

@@ -1,6 +1,8 @@
 """The backend layer: default device from $MINIGT_DEVICE, array_module, scatter_add, device
 parsing, and (with a GPU) CuPy tensors."""
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -121,11 +123,40 @@ def test_scatter_add_with_a_tuple_index_and_rows():
     assert rows.tolist() == [[0, 0], [0, 0], [4, 6]]
 
 
-def test_erf_matches_math_erf():
-    x = np.linspace(-3, 3, 13)
+ERF_POINTS = np.concatenate([
+    np.linspace(-9, 9, 36001),  # both series and the seams at |x| = 3 and 6
+    np.geomspace(1e-300, 1, 400), -np.geomspace(1e-300, 1, 400),  # relative accuracy near 0
+    [0.0, -0.0, 1e200, -1e200],
+])
+
+
+def test_erf_matches_math_erf_to_a_few_ulps():
+    out = backends.erf(ERF_POINTS)
+    expected = np.array([math.erf(v) for v in ERF_POINTS])
+    np.testing.assert_allclose(out, expected, rtol=1e-14, atol=0)
+    assert np.signbit(backends.erf(np.array([0.0, -0.0]))).tolist() == [False, True]
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 3e-7), (np.float16, 1e-3)])
+def test_erf_keeps_the_dtype(dtype, rtol):
+    x = np.linspace(-5, 5, 101).astype(dtype)
     out = backends.erf(x)
-    np.testing.assert_allclose(out, [math.erf(v) for v in x], rtol=1e-12)
-    assert backends.erf(x.astype(np.float32)).dtype == np.float32
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, [math.erf(v) for v in x.astype(np.float64)], rtol=rtol, atol=rtol)
+
+
+def test_erf_of_special_values_and_shapes():
+    assert backends.erf(np.array(0.5)).shape == () and backends.erf(np.zeros((2, 0))).shape == (2, 0)
+    out = backends.erf(np.array([np.inf, -np.inf, np.nan]))
+    assert out[:2].tolist() == [1.0, -1.0] and np.isnan(out[2])
+
+
+def test_gelu_needs_no_scipy():
+    """The exact GELU's erf is minigt's own: importing SciPy would cost every rank start-up time."""
+    program = ("import sys, minigt as gt; gt.gelu(gt.randn(4, 3)).sum(); "
+               "assert not any(m.startswith('scipy') for m in sys.modules), 'scipy was imported'")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 def test_cuda_available_is_a_bool():
