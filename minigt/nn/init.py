@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..autograd import no_grad
 from ..backends import to_device
 from ..creation import generator
@@ -35,22 +37,26 @@ def fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 
 
-def _fill(tensor: Tensor, draw) -> Tensor:
-    """Write `draw(shape)` (a NumPy array) into `tensor` in place, in its dtype and on its device."""
-    values = draw(tensor.shape).astype(tensor.dtype, copy=False)
+def _fill(tensor: Tensor, draw, scale: float, shift: float) -> Tensor:
+    """Write `draw(shape, dtype) * scale + shift` (NumPy) into `tensor` in place, on its device.
+    float32 tensors get float32 draws: half the work of float64 ones, and no cast."""
+    dtype = tensor.dtype if tensor.dtype in (np.float32, np.float64) else np.float64
+    values = draw(tensor.shape, dtype=dtype)
+    values *= scale
+    values += shift
     with no_grad():
-        tensor.copy_(to_device(values, tensor.device))
+        tensor.copy_(to_device(values.astype(tensor.dtype, copy=False), tensor.device))
     return tensor
 
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
     """Fill with U(a, b)."""
-    return _fill(tensor, lambda shape: generator().uniform(a, b, shape))
+    return _fill(tensor, generator().random, b - a, a)
 
 
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     """Fill with N(mean, std²)."""
-    return _fill(tensor, lambda shape: generator().normal(mean, std, shape))
+    return _fill(tensor, generator().standard_normal, std, mean)
 
 
 def constant_(tensor: Tensor, value: float) -> Tensor:
