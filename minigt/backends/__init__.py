@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 
+from . import special
+
 try:  # CuPy is optional: without it (or without a GPU) minigt runs on NumPy alone.
     import cupy as _cupy
 
@@ -128,6 +130,4 @@ def erf(x):
         import cupyx.scipy.special
 
         return cupyx.scipy.special.erf(x)
-    from .special import erf as numpy_erf
-
-    return numpy_erf(x).astype(x.dtype, copy=False)
+    return special.erf(x).astype(x.dtype, copy=False)

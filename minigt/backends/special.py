@@ -2,7 +2,9 @@
 
 SciPy has one, but importing scipy.special costs about a third of a second of CPU, paid by every
 MPI rank at start-up; math.erf is exact but works one Python float at a time. This one is two
-Chebyshev series, fitted once on first use against math.erf and math.erfc:
+Chebyshev series, fitted when this module is imported (well under a millisecond; not in the
+middle of a training step, where the allocations would disturb the step's) against math.erf
+and math.erfc:
   |x| <= 3:     erf(x) = x · P(x²)               P fits erf(x)/x as a series in x² over [0, 9]
   3 < |x| < 6:  erf(x) = ±(1 - Q(|x|) e^(-x²))   Q fits e^(x²) erfc(x), smooth, over [3, 6]
   |x| >= 6:     erf(x) = ±1                      (erfc(6) ~ 2e-17 is below float64's resolution)
@@ -11,11 +13,9 @@ float32, to float32 precision.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
-from numpy.polynomial import chebyshev
 
 CORE, TAIL, SATURATED = 3.0, (3.0, 6.0), 6.0
 
@@ -24,7 +24,7 @@ def erf(x: np.ndarray) -> np.ndarray:
     """erf(x) elementwise, in x's float dtype (float16 is computed in float32)."""
     dtype = np.result_type(x.dtype, np.float32)
     x = np.asarray(x, dtype=dtype)
-    core, tail = (c.astype(dtype) for c in _series())
+    core, tail = (c.astype(dtype) for c in SERIES)
     with np.errstate(over="ignore", invalid="ignore"):  # huge |x|: x² overflows; the tail wins
         out = np.asarray(x * _clenshaw(core, x * x * dtype.type(2 / CORE**2) - 1))
         far = np.abs(x) > CORE
@@ -45,19 +45,24 @@ def _clenshaw(coefficients, u):
     return coefficients[0] + u * latest - later
 
 
-@functools.cache
-def _series() -> tuple[np.ndarray, np.ndarray]:
-    """The Chebyshev coefficients of P (degree 20) and Q (degree 18); about a millisecond."""
-    def erf_over_x(s):  # erf(√s)/√s, whose limit at 0 is 2/√π
-        return math.erf(math.sqrt(s)) / math.sqrt(s) if s > 0 else 2 / math.sqrt(math.pi)
-
-    def scaled_erfc(z):
-        return math.erfc(z) * math.exp(z * z)
-
-    return _fit(erf_over_x, 0.0, CORE**2, 20), _fit(scaled_erfc, *TAIL, 18)
+def _fit(f, lo: float, hi: float, degree: int, points: int = 64) -> np.ndarray:
+    """Chebyshev coefficients of f over [lo, hi]: f interpolated at `points` Chebyshev nodes
+    (c_k = 2/N Σ_j f(cos θ_j) cos(k θ_j), halved for k = 0), truncated to `degree`."""
+    theta = np.pi * (np.arange(points) + 0.5) / points
+    values = np.array([f(lo + (hi - lo) * (math.cos(t) + 1) / 2) for t in theta])
+    coefficients = (2 / points) * (np.cos(np.outer(np.arange(degree + 1), theta)) * values).sum(1)
+    coefficients[0] /= 2
+    return coefficients
 
 
-def _fit(f, lo: float, hi: float, degree: int, points: int = 80) -> np.ndarray:
-    """Least-squares Chebyshev coefficients of f over [lo, hi], sampled at Chebyshev nodes."""
-    u = np.cos(np.pi * (np.arange(points) + 0.5) / points)
-    return chebyshev.chebfit(u, [f(lo + (hi - lo) * (v + 1) / 2) for v in u], degree)
+def _erf_over_x(s: float) -> float:
+    """erf(√s)/√s, whose limit at s = 0 is 2/√π."""
+    return math.erf(math.sqrt(s)) / math.sqrt(s) if s > 0 else 2 / math.sqrt(math.pi)
+
+
+def _scaled_erfc(z: float) -> float:
+    return math.erfc(z) * math.exp(z * z)
+
+
+# P (degree 20) and Q (degree 18)
+SERIES = (_fit(_erf_over_x, 0.0, CORE**2, 20), _fit(_scaled_erfc, *TAIL, 18))
