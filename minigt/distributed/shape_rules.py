@@ -210,6 +210,8 @@ def _pick_owned(cls, x, tagged, at: int, dim: int):
     the entries it owns and zeros the others, so the sum over ranks is the result: Partial (a
     vocabulary-parallel lookup). Every rank records the same ops, so backward stays collective."""
     rules, index, n = _rules(), tagged[at][0], x.shape[dim]  # x.shape: the global shape
+    # On a GPU the indices are not read back to check them (a host sync): an out-of-range one
+    # wraps around, as in CuPy's own indexing.
     if host_checks(index) and index.size and not (-n <= index.min() and index.max() < n):
         raise IndexError(f"getitem: an index in {index.tolist()} is out of range for dim {dim} "
                          f"of size {n}")
