@@ -2,9 +2,8 @@
 
 SciPy has one, but importing scipy.special costs about a third of a second of CPU, paid by every
 MPI rank at start-up; math.erf is exact but works one Python float at a time. This one is two
-Chebyshev series, fitted when this module is imported (well under a millisecond; not in the
-middle of a training step, where the allocations would disturb the step's) against math.erf
-and math.erfc:
+Chebyshev series fitted against math.erf and math.erfc when this module is imported (about 2 ms;
+fitted lazily inside the first training step instead, it left the step's peak memory higher):
   |x| <= 3:     erf(x) = x · P(x²)               P fits erf(x)/x as a series in x² over [0, 9]
   3 < |x| < 6:  erf(x) = ±(1 - Q(|x|) e^(-x²))   Q fits e^(x²) erfc(x), smooth, over [3, 6]
   |x| >= 6:     erf(x) = ±1                      (erfc(6) ~ 2e-17 is below float64's resolution)
@@ -61,6 +60,7 @@ def _erf_over_x(s: float) -> float:
 
 
 def _scaled_erfc(z: float) -> float:
+    """e^(z²) erfc(z): slowly varying where erfc itself falls off a cliff."""
     return math.erfc(z) * math.exp(z * z)
 
 
