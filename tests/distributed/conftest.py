@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,9 @@ HERE = Path(__file__).parent
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     world.init()
+    if config.option.basetemp is None and world.world_size() > 1:
+        # a temp root per rank: ranks sharing pytest's default one race to clean it up
+        config.option.basetemp = os.path.join(tempfile.gettempdir(), f"pytest-minigt-rank{world.rank()}")
     if world.rank() != 0:
         # Before the terminal reporter is made, so it writes to /dev/null; failures still
         # reach stderr through pytest_runtest_logreport below.
