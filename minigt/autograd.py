@@ -108,6 +108,9 @@ class Function:
         if _grad_enabled and cls.differentiable:
             for t in inputs:
                 if t.requires_grad:
+                    if out.dtype.kind not in "fc":  # an integer (or bool) result has no gradient
+                        result = Tensor._make(out, False, None)
+                        break
                     fn.inputs = inputs
                     fn.needs_input_grad = tuple([t.requires_grad for t in inputs])
                     fn.versions = tuple([t._version[0] for t in inputs])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
 from ..autograd import Function
 from ..backends import array_module, erf, to_device
@@ -262,8 +261,6 @@ def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's na
 
 
 def cast(x: Tensor, dtype) -> Tensor:
-    if x.requires_grad and np.dtype(dtype).kind not in "fc":
-        return Tensor._make(x.data.astype(dtype), False, None)  # integer results carry no grad
     return Cast.apply(x, dtype=dtype)
 
 

@@ -255,9 +255,17 @@ def test_reducing_the_sharded_dim_of_an_empty_tensor(fn):
     assert out.placement == Partial()
 
 
-def test_cast_of_a_partial_to_integers_sums_first():
-    d = dist.shard(minigt.tensor(np.full(4, 0.75)), 0).sum()  # parts 0.75 * rows: not integers
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_cast_of_a_partial_to_integers_sums_first(requires_grad):
+    x = minigt.tensor(np.full(4, 0.75), requires_grad=requires_grad)
+    d = dist.shard(x, 0).sum()  # parts 0.75 * rows: not integers
     assert d.to(np.int64).item() == 3
+
+
+def test_an_integer_cast_keeps_the_sharding_and_drops_the_gradient():
+    x = minigt.tensor(global_array((4, 2), 29), requires_grad=True)
+    as_int = dist.shard(x, 0).long()
+    assert as_int.placement == Shard(0) and as_int.shape == (4, 2) and not as_int.requires_grad
 
 
 # ---- clear errors where there is no rule ---------------------------------------------------------
