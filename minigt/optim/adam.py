@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 from ..backends import array_module
 from ..tensor import Tensor
-from .optimizer import Optimizer, axpy, check_non_negative
+from .optimizer import Optimizer, axpy, check_non_negative, pieces
 
 
 class Adam(Optimizer):
@@ -48,25 +48,25 @@ class Adam(Optimizer):
                 grad = axpy(weight_decay, param, grad)  # Adam: L2 penalty; a new array, .grad stays
         state["step"] += 1
         t = state["step"]
-        m, v = state["exp_avg"].data, state["exp_avg_sq"].data
-        scratch = xp.empty_like(param)  # the one temporary, reused for every term below
-
-        m *= beta1
-        m += xp.multiply(grad, 1.0 - beta1, out=scratch)
-        v *= beta2
-        xp.multiply(grad, grad, out=scratch)
-        v += xp.multiply(scratch, 1.0 - beta2, out=scratch)
-        if group["amsgrad"]:
-            v_max = state["max_exp_avg_sq"].data
-            v = xp.maximum(v_max, v, out=v_max)
-
+        moments = state["exp_avg"].data, state["exp_avg_sq"].data
+        v_max_all = state["max_exp_avg_sq"].data if group["amsgrad"] else None
         # the moments start at 0, so early on they are biased towards 0: divide it out
-        denom = xp.sqrt(v, out=scratch)
-        denom /= math.sqrt(1.0 - beta2 ** t)
-        denom += eps
-        update = xp.divide(m, denom, out=scratch)
-        update *= lr / (1.0 - beta1 ** t)
-        param -= update
+        root_bias, step_size = math.sqrt(1.0 - beta2 ** t), lr / (1.0 - beta1 ** t)
+        # piece by piece, each with one small scratch reused for every term (see `pieces`)
+        for p, g, m, v, v_max, scratch in pieces(param, grad, *moments, v_max_all):
+            m *= beta1
+            m += xp.multiply(g, 1.0 - beta1, out=scratch)
+            v *= beta2
+            xp.multiply(g, g, out=scratch)
+            v += xp.multiply(scratch, 1.0 - beta2, out=scratch)
+            if v_max is not None:
+                v = xp.maximum(v_max, v, out=v_max)
+            denom = xp.sqrt(v, out=scratch)
+            denom /= root_bias
+            denom += eps
+            update = xp.divide(m, denom, out=scratch)
+            update *= step_size
+            p -= update
 
 
 class AdamW(Adam):

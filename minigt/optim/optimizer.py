@@ -175,19 +175,28 @@ def check_non_negative(optimizer: str, **hyperparameters: float) -> None:
 _CHUNK = 1 << 16  # elements: a scratch this small stays in cache and is allocated once
 
 
-def add_scaled_(target, alpha: float, x) -> None:
-    """target += alpha·x in place. On the CPU, large arrays go through a small reused scratch
-    instead of a temporary as large as the parameter (a fresh mapping, page faults, every step)."""
+def pieces(target, *others):
+    """(target, *others, scratch) for matching pieces of same-shaped arrays (None passes through).
+    On the CPU, large contiguous arrays come in 64K-element pieces with one small reused scratch,
+    so an update needs no temporary as large as the parameter (a fresh mapping and its page
+    faults, every step); otherwise the whole arrays come once, with a scratch like `target`."""
+    arrays = (target, *others)
     xp = array_module(target)
-    if xp is not np or target.size <= _CHUNK or not (target.flags.c_contiguous and x.flags.c_contiguous):
-        target += alpha * x
+    if xp is not np or target.size <= _CHUNK or not all(a is None or a.flags.c_contiguous for a in arrays):
+        yield (*arrays, xp.empty_like(target))
         return
-    flat_target, flat_x = target.reshape(-1), x.reshape(-1)
+    flat = [None if a is None else a.reshape(-1) for a in arrays]
     scratch = np.empty(_CHUNK, target.dtype)
-    for start in range(0, flat_target.size, _CHUNK):
-        part = scratch[:min(_CHUNK, flat_target.size - start)]
-        np.multiply(flat_x[start:start + part.size], alpha, out=part)
-        flat_target[start:start + part.size] += part
+    for start in range(0, target.size, _CHUNK):
+        stop = min(start + _CHUNK, target.size)
+        yield (*(None if a is None else a[start:stop] for a in flat), scratch[:stop - start])
+
+
+def add_scaled_(target, alpha: float, x) -> None:
+    """target += alpha·x in place, piece by piece (see `pieces`)."""
+    xp = array_module(target)
+    for part, x_part, scratch in pieces(target, x):
+        part += xp.multiply(x_part, alpha, out=scratch)
 
 
 def axpy(alpha: float, x, y):

@@ -35,7 +35,10 @@ class SGD(Optimizer):
             else:
                 v = state["momentum_buffer"].data
                 v *= momentum
-                v += grad if dampening == 0.0 else (1.0 - dampening) * grad
+                if dampening == 0.0:
+                    v += grad
+                else:
+                    add_scaled_(v, 1.0 - dampening, grad)
             # Nesterov looks one step ahead along the velocity: g + μ·v
             step = axpy(momentum, v, grad) if group["nesterov"] else v
         add_scaled_(param, -lr, step)

@@ -246,3 +246,25 @@ def test_steps_on_each_device_match_the_cpu(cls, config, device, tmp_path):
     opts[1].load_state_dict(minigt.load(tmp_path / "state.npz"))  # CPU arrays, moved back
     assert all(v.device == here[0].device for s in opts[1].state.values()
                for v in s.values() if isinstance(v, minigt.Tensor))
+
+
+@pytest.mark.parametrize("name, config", [
+    ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.3, nesterov=False, weight_decay=0.01)),
+    ("Adam", dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+    ("AdamW", dict(lr=0.01, weight_decay=0.1)),
+])
+def test_large_parameters_updated_piece_by_piece_equal_the_whole_array_update(name, config):
+    """Past 64K elements a contiguous parameter is updated in pieces with a small scratch; a
+    Fortran-ordered twin takes the whole-array path: the same numbers either way."""
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal((300, 301))  # 90,300 elements: two pieces and a partial one
+    pieces = minigt.tensor(start, requires_grad=True)
+    whole = minigt.tensor(np.asfortranarray(start), requires_grad=True)
+    assert pieces.data.flags.c_contiguous and not whole.data.flags.c_contiguous
+    optimizers = [getattr(optim, name)([p], **config) for p in (pieces, whole)]
+    for _ in range(3):
+        grad = rng.standard_normal(start.shape)
+        for p, optimizer in zip((pieces, whole), optimizers):
+            p.grad = minigt.tensor(grad if p is pieces else np.asfortranarray(grad))
+            optimizer.step()
+    np.testing.assert_array_equal(pieces.numpy(), whole.numpy())
