@@ -239,17 +239,8 @@ class Module:
     # ---- state -------------------------------------------------------------------------------
     def state_dict(self, prefix: str = "") -> dict:
         """{dotted name: tensor} of every parameter and persistent buffer, sharing storage."""
-        state = {}
-        for name, param in self._parameters.items():
-            if param is not None:
-                state[prefix + name] = param.full_value()
-        for name, buffer in self._buffers.items():
-            if buffer is not None and name not in self._non_persistent:
-                state[prefix + name] = buffer.detach()
-        for name, child in self._modules.items():
-            if child is not None:
-                state.update(child.state_dict(prefix=f"{prefix}{name}."))
-        return state
+        return {key: (t.full_value() if isinstance(t, Parameter) else t.detach())
+                for key, t in self._state_tensors(prefix).items()}
 
     def load_state_dict(self, state_dict: dict, strict: bool = True) -> IncompatibleKeys:
         """Copy values (minigt tensors, NumPy arrays, CPU torch tensors) into this model in place.
@@ -290,17 +281,18 @@ class Module:
                     target.copy_(to_device(value, target.device).astype(target.dtype, copy=False))
         return IncompatibleKeys(missing, unexpected)
 
-    def _state_tensors(self) -> dict:
+    def _state_tensors(self, prefix: str = "") -> dict:
         """The live tensors behind `state_dict()`'s keys (not detached copies)."""
         state = {}
-        for prefix, module in self.named_modules():
-            prefix = f"{prefix}." if prefix else ""
-            for name, param in module._parameters.items():
-                if param is not None:
-                    state[prefix + name] = param
-            for name, buffer in module._buffers.items():
-                if buffer is not None and name not in module._non_persistent:
-                    state[prefix + name] = buffer
+        for name, param in self._parameters.items():
+            if param is not None:
+                state[prefix + name] = param
+        for name, buffer in self._buffers.items():
+            if buffer is not None and name not in self._non_persistent:
+                state[prefix + name] = buffer
+        for name, child in self._modules.items():
+            if child is not None:
+                state.update(child._state_tensors(f"{prefix}{name}."))
         return state
 
     # ---- devices and dtypes ------------------------------------------------------------------

@@ -240,3 +240,12 @@ def test_apply_visits_every_module():
     seen = []
     Net().apply(lambda m: seen.append(type(m).__name__))
     assert seen[-1] == "Net" and seen.count("Linear") == 3
+
+
+def test_a_submodule_registered_twice_round_trips_its_state_dict():
+    """As in PyTorch: the state dict names a shared layer under each of its names, and loads back."""
+    model = nn.Module()
+    model.a = model.b = nn.Linear(2, 2)
+    state = model.state_dict()
+    assert sorted(state) == ["a.bias", "a.weight", "b.bias", "b.weight"]
+    model.load_state_dict(state)
