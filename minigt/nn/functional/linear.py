@@ -64,20 +64,27 @@ def embedding(index: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
         raise TypeError(f"embedding: indices must be an integer tensor, got {index.dtype}")
     rows = weight.shape[0]
     if not backends.host_checks(index.data):
-        return _embedding_unchecked(index, weight, padding_idx)
-    if index.numel() and not (index.data.min() >= 0 and index.data.max() < rows):
-        bad = index.data[(index.data < 0) | (index.data >= rows)].ravel()[0]
-        raise IndexError(
-            f"embedding: index {int(bad)} is out of range for {rows} rows (expected 0..{rows - 1})"
-        )
-    out = weight[index]
+        out = _embedding_unchecked(index, weight)
+    else:
+        out = _embedding_checked(index, weight)
     if padding_idx is not None:
         keep = (index != padding_idx % rows).unsqueeze(-1)
         out = where(keep, out, out.detach())
     return out
 
 
-def _embedding_unchecked(index: Tensor, weight: Tensor, padding_idx: int | None) -> Tensor:
+def _embedding_checked(index: Tensor, weight: Tensor) -> Tensor:
+    """embedding()'s lookup after checking on the host that every index is a row."""
+    rows = weight.shape[0]
+    if index.numel() and not (index.data.min() >= 0 and index.data.max() < rows):
+        bad = index.data[(index.data < 0) | (index.data >= rows)].ravel()[0]
+        raise IndexError(
+            f"embedding: index {int(bad)} is out of range for {rows} rows (expected 0..{rows - 1})"
+        )
+    return weight[index]
+
+
+def _embedding_unchecked(index: Tensor, weight: Tensor) -> Tensor:
     """embedding() without reading the indices on the host: indices out of range look up row 0,
     and their output rows are replaced by NaN (for floating weights)."""
     if index.placement is not None:  # the lookup below sees index.data: refuse a sharded one
@@ -88,9 +95,6 @@ def _embedding_unchecked(index: Tensor, weight: Tensor, padding_idx: int | None)
     out = weight[Tensor._make(xp.where(inside, index.data, 0), False, None)]
     if weight.dtype.kind == "f":
         out = where(Tensor._make(inside[..., None], False, None), out, float("nan"))
-    if padding_idx is not None:
-        keep = (index != padding_idx % rows).unsqueeze(-1)
-        out = where(keep, out, out.detach())
     return out
 
 
