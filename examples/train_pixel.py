@@ -114,7 +114,7 @@ def train(args) -> dict:
     (images, labels), held_out = load_data(args)
     model = PixelTransformer(args.img, args.seq, args.dim, args.heads, args.layers, args.ff,
                              parallel=args.tp > 1)
-    model.to(args.device or gt.backends.default_device()).to(np.dtype(args.dtype))
+    model.to(args.device or gt.backends.default_device(), np.dtype(args.dtype))
     optim_class = gt.optim.SGD if args.optim == "sgd" else gt.optim.Adam
     optimizer = optim_class(model.parameters(), lr=args.lr)
     history = {"epochs": [], "step_losses": []}

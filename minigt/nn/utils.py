@@ -26,8 +26,8 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
     total = _combine(_norm_part(whole, norm_type), _split_norm_part(split, norm_type), norm_type)
     if norm_type != math.inf:
         total **= 1.0 / norm_type
-    grads = [p.grad.data for p in params]
-    if not backends.host_checks(grads[0]):
+    first = params[0].grad.data
+    if not backends.host_checks(first):
         return _clip_on_device(params, total, max_norm, norm_type, error_if_nonfinite)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(
@@ -38,9 +38,8 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
     if coef < 1.0:
         with no_grad():
             for p in params:
-                if p.grad is not None:
-                    p.grad.mul_(coef)
-    return Tensor(total, dtype=grads[0].dtype)
+                p.grad.mul_(coef)
+    return Tensor(total, dtype=first.dtype)
 
 
 def _clip_on_device(params: list, total, max_norm: float, norm_type: float,
