@@ -109,7 +109,7 @@ def broadcast(array, root: int = 0, *, group: Group | None = None):
         raise ValueError(f"broadcast: root {root} is not a rank of a group of {g.size}")
     if g.size == 1:
         return array.copy()
-    buf = _wire(array).copy()
+    buf = _wire(array.copy())  # a C-ordered copy: the buffer the root's value lands in
     transport = select_transport(buf, g)
     with _span("broadcast", g, transport, bytes=buf.nbytes, root=root):
         transport.bcast(buf, root)

@@ -33,7 +33,7 @@ from ..nn.functional.losses import CrossEntropyFn
 from ..nn.functional.normalization import LayerNormFn
 from . import nn_rules, shape_rules, tensor_parallel as tp
 from .dispatch import no_rule
-from .dtensor import DTensor, placement_of
+from .dtensor import DTensor, local_range, placement_of
 from .functions import redistribute, use_replicated
 from .placement import Partial, Replicate, Shard
 
@@ -50,8 +50,6 @@ def settle_partials(inputs: list) -> list:
 
 def slice_replicated(t: Tensor, dim: int, sizes) -> Tensor:
     """This rank's part of a replicated operand along `dim`, gradient summed over ranks."""
-    from .dtensor import local_range
-
     start, stop = local_range(sizes)
     index = (slice(None),) * dim + (slice(start, stop),)
     return indexing.GetItem.apply_local((use_replicated(t),), {"index": index})
@@ -83,7 +81,10 @@ def _partial_passes(cls, placements, params) -> bool:
 
 
 def elementwise(cls, inputs, params):
-    shape = tuple(np.broadcast_shapes(*(t.shape for t in inputs)))
+    if len(inputs) == 1:
+        shape = inputs[0].shape
+    else:
+        shape = tuple(np.broadcast_shapes(*(t.shape for t in inputs)))
     placements = [placement_of(t) for t in inputs]
     if any(p.is_partial() for p in placements):
         if _partial_passes(cls, placements, params):
@@ -142,7 +143,7 @@ def reduction(cls, inputs, params):
         return run_local(red.Sum, [x], params, Partial(), shape)
     if cls is red.Mean:  # local sum over the global count: the parts add up to the mean
         total = red.Sum.apply_local((x,), params)
-        count = int(np.prod([x.shape[a] for a in (range(x.ndim) if axes is None else axes)]))
+        count = red._count(x.shape, axes)
         xp = array_module(total.data)  # nothing to average: NaN, as NumPy's mean gives
         scale = Tensor._make(xp.asarray(1 / count if count else np.nan, dtype=total.data.dtype),
                              False, None)

@@ -51,11 +51,11 @@ def map_shard_through_reshape(shape, dim, sizes, target):
     those runs as whole rows when each run boundary is a multiple of the row length there.
     """
     outer, inner = math.prod(shape[:dim]), math.prod(shape[dim + 1:])
+    bounds = np.cumsum((0,) + tuple(sizes)) * inner
     for j in range(len(target)):
         if math.prod(target[:j]) != outer or (target[j] == 1 and shape[dim] != 1):
             continue
         row = math.prod(target[j + 1:])
-        bounds = np.cumsum((0,) + tuple(sizes)) * inner
         if row and all(b % row == 0 for b in bounds):
             return j, tuple(int(n) * inner // row for n in sizes)
     return None, None
