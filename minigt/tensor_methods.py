@@ -12,15 +12,6 @@ def _reflected(op):
     return method
 
 
-def _sized(op):
-    """Methods that take sizes spread out, as one tuple or by keyword: x.reshape(2, 3),
-    x.reshape((2, 3)), x.reshape(shape=(2, 3))."""
-    def method(self, *sizes, **by_keyword):
-        return op(self, *sizes, **by_keyword)
-
-    return method
-
-
 METHODS = {
     # operators
     "__add__": ops.add, "__radd__": _reflected(ops.add),
@@ -43,8 +34,9 @@ METHODS = {
     "amin": ops.amin, "var": ops.var, "std": ops.std, "logsumexp": ops.logsumexp,
     "softmax": ops.softmax, "log_softmax": ops.log_softmax, "argmax": ops.argmax,
     "argmin": ops.argmin, "any": ops.any, "all": ops.all,
-    "reshape": _sized(ops.reshape), "view": _sized(ops.reshape), "permute": _sized(ops.permute),
-    "expand": _sized(ops.expand), "broadcast_to": _sized(ops.broadcast_to),
+    # sizes spread out, as one tuple or by keyword: x.reshape(2, 3), ((2, 3)), (shape=(2, 3))
+    "reshape": ops.reshape, "view": ops.reshape, "permute": ops.permute,
+    "expand": ops.expand, "broadcast_to": ops.broadcast_to,
     "transpose": ops.transpose, "flatten": ops.flatten, "squeeze": ops.squeeze,
     "unsqueeze": ops.unsqueeze, "split": ops.split, "chunk": ops.chunk, "matmul": ops.matmul,
     "eq": ops.eq, "ne": ops.ne, "lt": ops.lt, "le": ops.le, "gt": ops.gt, "ge": ops.ge,

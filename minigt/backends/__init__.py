@@ -5,6 +5,7 @@ Everything that differs between the two lives here, so op code is written once a
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -99,16 +100,8 @@ def to_device(array, device: str):
 def device_context(device: str):
     """A context manager that makes `device` current for allocations (a no-op on the CPU)."""
     if device == "cpu":
-        return _NullContext()
+        return contextlib.nullcontext()
     return _cupy.cuda.Device(int(device.partition(":")[2]))
-
-
-class _NullContext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def scatter_add(target, index, values) -> None:
