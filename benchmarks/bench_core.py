@@ -80,38 +80,32 @@ def chain_inputs(seed=0):
     return x, b, w
 
 
+def autograd_callables(name, x, b, w, tanh, exp, reference):
+    """(forward, forward+backward) of the chain on leaf x, after checking x.grad against NumPy."""
+    def forward():
+        chain(x, b, w, tanh, exp)
+
+    def forward_backward():
+        chain(x, b, w, tanh, exp).sum().backward()
+        x.grad = None
+
+    chain(x, b, w, tanh, exp).sum().backward()
+    _check(f"chain: {name} x.grad vs NumPy", x.grad.numpy(), reference)
+    x.grad = None
+    return forward, forward_backward
+
+
 def chain_callables(torch):
     """{library: (forward, forward+backward)} and a check that the three agree."""
     x, b, w = chain_inputs()
-    gx, gb, gw = gt.tensor(x, requires_grad=True), gt.tensor(b), gt.tensor(w)
-
-    def gt_fwd():
-        chain(gx, gb, gw, gt.tanh, gt.exp)
-
-    def gt_fwd_bwd():
-        chain(gx, gb, gw, gt.tanh, gt.exp).sum().backward()
-        gx.grad = None
-
-    out = {"NumPy": (lambda: chain(x, b, w, np.tanh, np.exp), lambda: numpy_chain_grad(x, b, w)),
-           "minigt": (gt_fwd, gt_fwd_bwd)}
     reference = numpy_chain_grad(x, b, w)
-    chain(gx, gb, gw, gt.tanh, gt.exp).sum().backward()
-    _check("chain: minigt x.grad vs NumPy", gx.grad.numpy(), reference)
-    gx.grad = None
+    out = {"NumPy": (lambda: chain(x, b, w, np.tanh, np.exp), lambda: numpy_chain_grad(x, b, w)),
+           "minigt": autograd_callables("minigt", gt.tensor(x, requires_grad=True), gt.tensor(b),
+                                        gt.tensor(w), gt.tanh, gt.exp, reference)}
     if torch is not None:
-        tx, tb, tw = torch.tensor(x, requires_grad=True), torch.tensor(b), torch.tensor(w)
-
-        def torch_fwd():
-            chain(tx, tb, tw, torch.tanh, torch.exp)
-
-        def torch_fwd_bwd():
-            chain(tx, tb, tw, torch.tanh, torch.exp).sum().backward()
-            tx.grad = None
-
-        out["PyTorch"] = (torch_fwd, torch_fwd_bwd)
-        chain(tx, tb, tw, torch.tanh, torch.exp).sum().backward()
-        _check("chain: PyTorch x.grad vs NumPy", tx.grad.numpy(), reference)
-        tx.grad = None
+        out["PyTorch"] = autograd_callables(
+            "PyTorch", torch.tensor(x, requires_grad=True), torch.tensor(b), torch.tensor(w),
+            torch.tanh, torch.exp, reference)
     return out
 
 

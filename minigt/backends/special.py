@@ -37,9 +37,9 @@ def erf(x: np.ndarray) -> np.ndarray:
 
 def _clenshaw(coefficients, u):
     """Σ c_k T_k(u) for u in [-1, 1], by Clenshaw's recurrence."""
-    later, latest = np.zeros_like(u), np.zeros_like(u)
+    latest, later = np.full_like(u, coefficients[-1]), np.zeros_like(u)  # b_n = c_n, b_(n+1) = 0
     twice_u = 2 * u
-    for c in coefficients[:0:-1]:
+    for c in coefficients[-2:0:-1]:
         latest, later = c + twice_u * latest - later, latest
     return coefficients[0] + u * latest - later
 
