@@ -12,7 +12,7 @@ import contextlib
 import weakref
 
 from .backends import ARRAY_TYPES, array_module, ensure_array
-from .tensor import Tensor
+from .tensor import Tensor, _unwrap
 
 _grad_enabled = True
 post_backward_hooks: list = []  # called after every backward (minigt.distributed syncs grads)
@@ -214,8 +214,7 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
             )
         grad = _ones_like(xp_data)
     else:
-        # not getattr(gradient, "data", ...): a CuPy array has a .data too (its device pointer)
-        grad = gradient.data if isinstance(gradient, Tensor) else gradient
+        grad = _unwrap(gradient)
         if tuple(grad.shape) != tuple(xp_data.shape):
             raise RuntimeError(
                 f"backward(): gradient has shape {tuple(grad.shape)} but the output has shape "

@@ -182,14 +182,16 @@ class Tensor:
         if target is not None and not isinstance(target, str) and dtype is None:
             target, dtype = None, target  # t.to(minigt.float64)
         out = self
-        if target is not None and parse_device(target) != self.device:
+        device = parse_device(target) if target is not None else self.device
+        if device != self.device:
             from .ops.unary import to_device_op
 
-            out = to_device_op(out, parse_device(target))
-        if dtype is not None and np.dtype(dtype) != out.dtype:
+            out = to_device_op(out, device)
+        dtype = np.dtype(dtype) if dtype is not None else out.dtype
+        if dtype != out.dtype:
             from .ops.unary import cast
 
-            out = cast(out, np.dtype(dtype))
+            out = cast(out, dtype)
         return out
 
     def cpu(self) -> Tensor:
