@@ -111,7 +111,7 @@ class Maximum(Function):
         return array_module(a).maximum(a, b)
 
     def backward(self, g):
-        share = (self.a > self.b) + 0.5 * (self.a == self.b)
+        share = (self.a > self.b) + g.dtype.type(0.5) * (self.a == self.b)  # in g's dtype
         return g * share, g * (1 - share)
 
 
@@ -123,7 +123,7 @@ class Minimum(Function):
         return array_module(a).minimum(a, b)
 
     def backward(self, g):
-        share = (self.a < self.b) + 0.5 * (self.a == self.b)
+        share = (self.a < self.b) + g.dtype.type(0.5) * (self.a == self.b)
         return g * share, g * (1 - share)
 
 

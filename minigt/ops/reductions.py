@@ -63,13 +63,15 @@ class Amax(Function):
 
     def forward(self, x, axes=None, keepdim=False, largest=True):
         out = x.max(axis=axes, keepdims=True) if largest else x.min(axis=axes, keepdims=True)
-        hits = x == out
-        self.share = hits / hits.sum(axis=axes, keepdims=True)
+        # the ties are found in backward, if it runs: the graph keeps x alive anyway
+        self.x, self.out = x, out.copy()  # a copy: a later in-place write must not move the max
         self.shape, self.axes, self.keepdim = x.shape, axes, keepdim
         return out if keepdim else out.reshape(_reduced_shape(x.shape, axes))
 
     def backward(self, g):
-        return _regrow(g, self.shape, self.axes, self.keepdim) * self.share
+        hits = self.x == self.out
+        share = hits / hits.sum(axis=self.axes, keepdims=True, dtype=self.x.dtype)
+        return _regrow(g, self.shape, self.axes, self.keepdim) * share
 
 
 class MaxAlongDim(Function):
