@@ -129,6 +129,15 @@ def _shape(size, op: str) -> tuple:
     return tuple(int(n) for n in size)
 
 
+def _fresh(array: np.ndarray, device, requires_grad: bool) -> Tensor:
+    """A tensor around an array made just now (no one else holds it: no copy), on `device`."""
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"tensor(): unsupported data of dtype {array.dtype} (from ndarray); "
+                        "give numbers, nested lists of numbers, or arrays of them")
+    array = to_device(array, parse_device(device))
+    return _placed(Tensor._make(array, False, None).requires_grad_(requires_grad))
+
+
 def _filled(op: str, size, fill, dtype, device, requires_grad) -> Tensor:
     device = parse_device(device)
     dtype = default_float if dtype is None else _check_dtype(dtype, op)
@@ -180,20 +189,17 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
         raise ValueError("arange: step must be non-zero")
     integral = all(isinstance(v, numbers.Integral) for v in (start, end, step))
     dtype = _check_dtype(dtype, "arange") if dtype is not None else (int64 if integral else default_float)
-    array = np.arange(start, end, step).astype(dtype)
-    return _placed(Tensor(array, device=device, requires_grad=requires_grad))
+    return _fresh(np.arange(start, end, step).astype(dtype), device, requires_grad)
 
 
 def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad=False) -> Tensor:
     """The n×m identity matrix."""
-    array = np.eye(n, m, dtype=dtype or default_float)
-    return _placed(Tensor(array, device=device, requires_grad=requires_grad))
+    return _fresh(np.eye(n, m, dtype=dtype or default_float), device, requires_grad)
 
 
 def _random(op, draw, size, dtype, device, requires_grad) -> Tensor:
     dtype = default_float if dtype is None else _check_dtype(dtype, op)
-    array = draw(_shape(size, op)).astype(dtype, copy=False)
-    return _placed(Tensor(array, device=device, requires_grad=requires_grad))
+    return _fresh(draw(_shape(size, op)).astype(dtype, copy=False), device, requires_grad)
 
 
 def randn(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
