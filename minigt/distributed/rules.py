@@ -125,7 +125,7 @@ def _reduced(shape, axes, keepdim) -> tuple:
 
 
 def reduction(cls, inputs, params):
-    """Sum, Mean, Amax, Var, LogSumExp, AnyAll: `axes` (None = all) and `keepdim` params."""
+    """Sum, Mean, Extreme, Var, LogSumExp, AnyAll: `axes` (None = all) and `keepdim` params."""
     x = inputs[0]
     axes, keepdim = params.get("axes"), params.get("keepdim", False)
     shape = _reduced(x.shape, axes, keepdim)
@@ -153,7 +153,7 @@ def reduction(cls, inputs, params):
 
 
 def along_dim(cls, inputs, params):
-    """Softmax, LogSoftmax, MaxAlongDim, ArgExtreme: one `dim` (None = flattened)."""
+    """Softmax, LogSoftmax, ExtremeAlongDim, ArgExtreme: one `dim` (None = flattened)."""
     x = settle_partials(inputs[:1])[0]
     dim, keepdim = params.get("dim"), params.get("keepdim", True)
     shape_kept = cls in (red.Softmax, red.LogSoftmax)
@@ -232,8 +232,8 @@ ELEMENTWISE = (
     un.Clamp, un.Cast, un.ToDevice, un.Clone, cmp.Compare, cmp.LogicalNot,
     tp.CopyToTensorParallel, tp.ReduceFromTensorParallel,  # act within a tensor group: local here
 )
-REDUCTIONS = (red.Sum, red.Mean, red.Amax, red.Var, red.LogSumExp, cmp.AnyAll)
-ALONG_DIM = (red.Softmax, red.LogSoftmax, red.MaxAlongDim, cmp.ArgExtreme)
+REDUCTIONS = (red.Sum, red.Mean, red.Extreme, red.Var, red.LogSumExp, cmp.AnyAll)
+ALONG_DIM = (red.Softmax, red.LogSoftmax, red.ExtremeAlongDim, cmp.ArgExtreme)
 
 RULES = {
     **{cls: elementwise for cls in ELEMENTWISE},

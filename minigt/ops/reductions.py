@@ -58,8 +58,8 @@ class Mean(Function):
         return array_module(g).broadcast_to(g, self.shape)
 
 
-class Amax(Function):
-    """max of x over axes;  dx = g shared equally among the elements equal to the max."""
+class Extreme(Function):
+    """max of x over axes (min if largest=False);  dx = g shared among the elements equal to it."""
 
     def forward(self, x, axes=None, keepdim=False, largest=True):
         out = x.max(axis=axes, keepdims=True) if largest else x.min(axis=axes, keepdims=True)
@@ -74,8 +74,8 @@ class Amax(Function):
         return _regrow(g, self.shape, self.axes, self.keepdim) * share
 
 
-class MaxAlongDim(Function):
-    """max of x along one dim, with its index;  dx = g at the returned index, 0 elsewhere."""
+class ExtremeAlongDim(Function):
+    """max (min when largest=False) along one dim, with its index;  dx = g at that index, else 0."""
 
     def forward(self, x, dim, keepdim=False, largest=True):
         xp = array_module(x)
@@ -174,13 +174,13 @@ def mean(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False) -> Te
 def amax(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False) -> Tensor:
     """Largest value over `dim`; ties share the gradient."""
     _check_nonempty(x, "amax")
-    return _reduce(Amax, "amax", x, dim, keepdim, axis, keepdims, largest=True)
+    return _reduce(Extreme, "amax", x, dim, keepdim, axis, keepdims, largest=True)
 
 
 def amin(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False) -> Tensor:
     """Smallest value over `dim`; ties share the gradient."""
     _check_nonempty(x, "amin")
-    return _reduce(Amax, "amin", x, dim, keepdim, axis, keepdims, largest=False)
+    return _reduce(Extreme, "amin", x, dim, keepdim, axis, keepdims, largest=False)
 
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
@@ -191,15 +191,15 @@ def _max_or_min(x, dim, keepdim, axis, keepdims, largest, op):
     if axis is not None:
         dim = axis
     if dim is None:  # the whole tensor: a single value, ties share the gradient
-        return Amax.apply(x, axes=None, keepdim=False, largest=largest)
+        return Extreme.apply(x, axes=None, keepdim=False, largest=largest)
     if not isinstance(dim, int):
         raise TypeError(f"{op}: dim must be one int (use amax/amin for several dims)")
     dim = normalize_dim(dim, x.ndim, op)
     keepdim = keep(keepdim, keepdims)
     if x.ndim == 0:  # dim 0 (or -1) of a 0-d tensor is the value itself, as in PyTorch
-        values = MaxAlongDim.apply(x.reshape(1), dim=0, keepdim=False, largest=largest)
+        values = ExtremeAlongDim.apply(x.reshape(1), dim=0, keepdim=False, largest=largest)
     else:
-        values = MaxAlongDim.apply(x, dim=dim, keepdim=keepdim, largest=largest)
+        values = ExtremeAlongDim.apply(x, dim=dim, keepdim=keepdim, largest=largest)
     return MaxResult(values, (argmax if largest else argmin)(x, dim, keepdim))
 
 

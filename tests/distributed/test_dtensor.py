@@ -272,7 +272,7 @@ def test_an_integer_cast_keeps_the_sharding_and_drops_the_gradient():
 
 NO_RULE = [
     ("Softmax", lambda x: x.softmax(0)), ("LogSoftmax", lambda x: x.log_softmax(0)),
-    ("Amax", lambda x: x.amax(0)), ("Var", lambda x: x.var()), ("LogSumExp", lambda x: x.logsumexp(0)),
+    ("Extreme", lambda x: x.amax(0)), ("Var", lambda x: x.var()), ("LogSumExp", lambda x: x.logsumexp(0)),
     ("reshape", lambda x: x.redistribute(Shard(1)).reshape(12, 2)),
     ("cat", lambda x: minigt.cat([x, x], 0)),
     ("cat", lambda x: minigt.cat([x, x.redistribute(Shard(1))], 2)),

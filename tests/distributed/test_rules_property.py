@@ -91,7 +91,7 @@ def unary_cases(draw):
 # ---- reductions and ops along one dim ------------------------------------------------------------
 
 LINEAR_REDUCTIONS = {"sum": "Sum", "mean": "Mean"}
-OTHER_REDUCTIONS = {"amax": "Amax", "amin": "Amax", "var": "Var", "logsumexp": "LogSumExp"}
+OTHER_REDUCTIONS = {"amax": "Extreme", "amin": "Extreme", "var": "Var", "logsumexp": "LogSumExp"}
 
 
 @st.composite
@@ -119,7 +119,7 @@ def reduction_cases(draw):
 ALONG_DIM = {
     "softmax": (lambda x, d: x.softmax(d), "Softmax"),
     "log_softmax": (lambda x, d: x.log_softmax(d), "LogSoftmax"),
-    "max_values": (lambda x, d: x.max(d).values, "MaxAlongDim|ArgExtreme"),
+    "max_values": (lambda x, d: x.max(d).values, "ExtremeAlongDim|ArgExtreme"),
     "argmax": (lambda x, d: x.argmax(d), "ArgExtreme"),
 }
 
