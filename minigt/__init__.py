@@ -6,6 +6,8 @@
 >>> x.grad
 tensor([2., 4., 6.], dtype=float32, device='cpu')
 """
+import os as _os
+
 from . import optim
 from . import tensor_methods  # noqa: F401 - attaches ops as Tensor methods
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
@@ -24,6 +26,9 @@ from .ops import (
 from .ops import __all__ as _ops_all
 from .serialization import load, save
 from .tensor import Tensor
+
+if _os.environ.get("GT_AUTO_SHARD", "0") == "1":  # data made from here on is split across ranks
+    from . import distributed  # noqa: F401 - installs creation's auto-shard hook
 
 __version__ = "0.1.0"
 

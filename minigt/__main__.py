@@ -9,7 +9,7 @@ from importlib import metadata
 import numpy as np
 
 import minigt
-from minigt.backends import cuda_available
+from minigt.backends import cuda_available, gpu_names
 from minigt.distributed import transports, world
 
 
@@ -53,7 +53,7 @@ def info() -> list[tuple[str, str]]:
         ("NumPy", np.__version__),
         ("CuPy", _cupy_line()),
         ("mpi4py", _mpi_line()),
-        ("devices", "; ".join(["cpu", *transports.gpu_names()])),
+        ("devices", "; ".join(["cpu", *gpu_names()])),
         ("world", _world_line()),
         ("collectives", "; ".join(f"{backend}: {transports.path_for_backend(backend)}"
                                   for backend in ("numpy", "cupy"))),

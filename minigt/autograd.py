@@ -15,7 +15,11 @@ from .backends import ARRAY_TYPES, array_module, ensure_array
 from .tensor import Tensor, _unwrap
 
 _grad_enabled = True
-post_backward_hooks: list = []  # called after every backward (minigt.distributed syncs grads)
+# Where minigt.distributed plugs in (the engine itself never imports it): it fills
+# `sharded_dispatch(cls, inputs, params)`, which runs an op with a sharded input by its sharding
+# rule, and adds a hook that syncs the gradients of replicated parameters after every backward.
+sharded_dispatch = None
+post_backward_hooks: list = []
 
 
 def is_grad_enabled() -> bool:
@@ -93,9 +97,7 @@ class Function:
         """Run the op on tensors. Sharded tensors go through minigt.distributed's rules first."""
         for t in inputs:
             if t.placement is not None:
-                from .distributed.dispatch import dispatch
-
-                return dispatch(cls, inputs, params)
+                return sharded_dispatch(cls, inputs, params)
         return cls.apply_local(inputs, params)
 
     @classmethod

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-import os
 
 import numpy as np
 
 from .backends import array_module, device_of, device_context, module_for, parse_device, to_device
-from .tensor import Tensor
+from .tensor import Tensor, check_dtype
 
 float32, float64 = np.dtype("float32"), np.dtype("float64")
 float16 = np.dtype("float16")
@@ -19,9 +18,10 @@ default_float = float32
 _rng = np.random.default_rng(0)
 _gpu_rngs: dict = {}  # device -> CuPy generator, seeded from _rng on first use
 
-# GT_AUTO_SHARD=1: tensors made from data are split along dim 0 across MPI ranks (see
-# minigt.distributed). Modules pause it, so parameters and constants they make stay whole.
-AUTO_SHARD = os.environ.get("GT_AUTO_SHARD", "0") == "1"
+# Where minigt.distributed plugs in under GT_AUTO_SHARD=1: `auto_shard_hook(t)` returns a tensor
+# made from data split along dim 0 across MPI ranks. Modules pause it, so parameters and
+# constants they make stay whole.
+auto_shard_hook = None
 _auto_shard_paused = 0
 
 
@@ -38,11 +38,9 @@ def no_auto_shard():
 
 def _placed(t: Tensor) -> Tensor:
     """`t`, or under GT_AUTO_SHARD its dim-0 shards, for data made outside modules."""
-    if not AUTO_SHARD or _auto_shard_paused or t.ndim == 0 or t.requires_grad:
+    if auto_shard_hook is None or _auto_shard_paused or t.ndim == 0 or t.requires_grad:
         return t
-    from .distributed import auto_shard
-
-    return auto_shard(t)
+    return auto_shard_hook(t)
 
 
 def manual_seed(seed: int) -> None:
@@ -67,42 +65,6 @@ def uniform_on(device: str, shape) -> object:
         if device not in _gpu_rngs:
             _gpu_rngs[device] = module_for(device).random.RandomState(int(_rng.integers(2**63)))
         return _gpu_rngs[device].random_sample(shape, dtype=np.float32)
-
-
-def _check_dtype(dtype, op: str):
-    try:
-        return np.dtype(dtype)
-    except TypeError as error:
-        raise TypeError(f"{op}: {dtype!r} is not a dtype; use e.g. minigt.float32") from error
-
-
-def as_array(data, dtype=None, device=None):
-    """An array on `device` from a tensor, array, number or (nested) list."""
-    if isinstance(data, Tensor):
-        data = data.data
-    if array_module(data) is np:
-        try:
-            array = np.array(data)
-        except ValueError as error:
-            raise ValueError(
-                f"tensor(): could not build an array from the data ({error}); nested lists must "
-                "be rectangular, e.g. [[1, 2], [3, 4]]"
-            ) from None
-        if array.dtype.kind not in "biuf":
-            raise TypeError(
-                f"tensor(): unsupported data of dtype {array.dtype} (from {type(data).__name__}); "
-                "give numbers, nested lists of numbers, or arrays of them"
-            )
-        if dtype is None and array.dtype == float64 and not isinstance(data, (np.ndarray, np.generic)):
-            array = array.astype(default_float)  # Python floats become float32, as in PyTorch
-    else:
-        array = data.copy()
-    if dtype is not None:
-        array = array.astype(_check_dtype(dtype, "tensor"), copy=False)
-    target = parse_device(device) if device is not None else (
-        device_of(array) if array_module(array) is not np else parse_device(None)
-    )
-    return to_device(array, target)
 
 
 def tensor(data, dtype=None, requires_grad: bool = False, device=None) -> Tensor:
@@ -140,7 +102,7 @@ def _fresh(array: np.ndarray, device, requires_grad: bool) -> Tensor:
 
 def _filled(op: str, size, fill, dtype, device, requires_grad) -> Tensor:
     device = parse_device(device)
-    dtype = default_float if dtype is None else _check_dtype(dtype, op)
+    dtype = default_float if dtype is None else check_dtype(dtype, op)
     with device_context(device):
         array = module_for(device).full(_shape(size, op), fill, dtype=dtype)
     return _placed(Tensor._make(array, False, None).requires_grad_(requires_grad))
@@ -188,7 +150,7 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     if step == 0:
         raise ValueError("arange: step must be non-zero")
     integral = all(isinstance(v, numbers.Integral) for v in (start, end, step))
-    dtype = _check_dtype(dtype, "arange") if dtype is not None else (int64 if integral else default_float)
+    dtype = check_dtype(dtype, "arange") if dtype is not None else (int64 if integral else default_float)
     return _fresh(np.arange(start, end, step).astype(dtype), device, requires_grad)
 
 
@@ -198,7 +160,7 @@ def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad=Fal
 
 
 def _random(op, draw, size, dtype, device, requires_grad) -> Tensor:
-    dtype = default_float if dtype is None else _check_dtype(dtype, op)
+    dtype = default_float if dtype is None else check_dtype(dtype, op)
     return _fresh(draw(_shape(size, op)).astype(dtype, copy=False), device, requires_grad)
 
 

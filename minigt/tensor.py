@@ -20,8 +20,6 @@ class Tensor:
     placement = None  # a plain tensor is local to its process; see minigt.distributed
 
     def __init__(self, data, dtype=None, requires_grad: bool = False, device=None):
-        from .creation import as_array
-
         self.data = as_array(data, dtype, device)
         self.requires_grad = False
         self.grad = None
@@ -66,14 +64,6 @@ class Tensor:
     def is_leaf(self) -> bool:
         """True when no op made this tensor (grad_fn is None): backward stops here."""
         return self.grad_fn is None
-
-    def size(self, dim: int | None = None):
-        """The shape, or one dim's length (PyTorch's spelling)."""
-        if dim is None:
-            return self.shape
-        from .ops.dims import normalize_dim
-
-        return self.shape[normalize_dim(dim, self.ndim, "size")]
 
     def dim(self) -> int:
         """The number of dims (PyTorch's spelling of ndim)."""
@@ -174,54 +164,6 @@ class Tensor:
             )
         return bool(self.item())
 
-    def to(self, target=None, dtype=None) -> Tensor:
-        """A copy on another device ('cpu', 'cuda', 'cuda:N') and/or of another dtype.
-
-        Returns `self` when nothing changes. Differentiable in dtype (the gradient is cast back).
-        """
-        if target is not None and not isinstance(target, str) and dtype is None:
-            target, dtype = None, target  # t.to(minigt.float64)
-        out = self
-        device = parse_device(target) if target is not None else self.device
-        if device != self.device:
-            from .ops.unary import to_device_op
-
-            out = to_device_op(out, device)
-        dtype = np.dtype(dtype) if dtype is not None else out.dtype
-        if dtype != out.dtype:
-            from .ops.unary import cast
-
-            out = cast(out, dtype)
-        return out
-
-    def cpu(self) -> Tensor:
-        """A copy in host memory (self when already there)."""
-        return self.to("cpu")
-
-    def cuda(self, device: int | None = None) -> Tensor:
-        """A copy on GPU `device` (the current one by default)."""
-        return self.to("cuda" if device is None else f"cuda:{device}")
-
-    def float(self) -> Tensor:
-        """As float32 (differentiable)."""
-        return self.to(np.float32)
-
-    def double(self) -> Tensor:
-        """As float64 (differentiable)."""
-        return self.to(np.float64)
-
-    def long(self) -> Tensor:
-        """As int64 (no gradient flows through an integer result)."""
-        return self.to(np.int64)
-
-    def int(self) -> Tensor:
-        """As int32."""
-        return self.to(np.int32)
-
-    def bool(self) -> Tensor:
-        """As bool."""
-        return self.to(np.bool_)
-
     def contiguous(self) -> Tensor:
         """Present for PyTorch code; arrays here are laid out as their backend sees fit."""
         return self
@@ -244,20 +186,6 @@ class Tensor:
         self.data[...] = new_data
         self._bump_version()
         return self
-
-    def __setitem__(self, index, value) -> None:
-        from .ops.indexing import normalize_index
-
-        self._check_inplace("__setitem__")
-        if isinstance(value, Tensor) and value.requires_grad and autograd.is_grad_enabled():
-            raise RuntimeError(
-                f"__setitem__: the value (shape {value.shape}) requires grad, and assignment into a "
-                "tensor is not differentiable here. Build the result out of place (minigt.cat, "
-                "minigt.where), or assign value.detach() if no gradient should flow."
-            )
-        value = _unwrap(value)
-        self.data[normalize_index(index, self.data)] = value
-        self._bump_version()
 
     def copy_(self, src) -> Tensor:
         """Write src's values into this tensor (cast to its dtype), outside the graph."""
@@ -320,6 +248,42 @@ class Tensor:
         return f"tensor({body}, {', '.join(extras)})"
 
     __hash__ = object.__hash__  # tensors are hashed by identity (dict keys, sets), as in PyTorch
+
+
+def check_dtype(dtype, op: str):
+    try:
+        return np.dtype(dtype)
+    except TypeError as error:
+        raise TypeError(f"{op}: {dtype!r} is not a dtype; use e.g. minigt.float32") from error
+
+
+def as_array(data, dtype=None, device=None):
+    """An array on `device` from a tensor, array, number or (nested) list."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if array_module(data) is np:
+        try:
+            array = np.array(data)
+        except ValueError as error:
+            raise ValueError(
+                f"tensor(): could not build an array from the data ({error}); nested lists must "
+                "be rectangular, e.g. [[1, 2], [3, 4]]"
+            ) from None
+        if array.dtype.kind not in "biuf":
+            raise TypeError(
+                f"tensor(): unsupported data of dtype {array.dtype} (from {type(data).__name__}); "
+                "give numbers, nested lists of numbers, or arrays of them"
+            )
+        if dtype is None and array.dtype == np.float64 and not isinstance(data, (np.ndarray, np.generic)):
+            array = array.astype(np.float32)  # Python floats become float32, as in PyTorch
+    else:
+        array = data.copy()
+    if dtype is not None:
+        array = array.astype(check_dtype(dtype, "tensor"), copy=False)
+    target = parse_device(device) if device is not None else (
+        device_of(array) if array_module(array) is not np else parse_device(None)
+    )
+    return to_device(array, target)
 
 
 def _unwrap(value):

@@ -1,8 +1,16 @@
-"""Tensor methods and operators, as one table: each is an op from `minigt.ops`."""
+"""Tensor methods and operators that run ops: the table maps each name to an op from
+`minigt.ops`; conversions and indexed assignment, which also need ops, are defined below it.
+(tensor.py keeps what needs no op, so the engine does not import the ops built on it.)"""
 from __future__ import annotations
 
-from . import ops
-from .tensor import Tensor
+import numpy as np
+
+from . import autograd, ops
+from .backends import parse_device
+from .ops.dims import normalize_dim
+from .ops.indexing import normalize_index
+from .ops.unary import cast, to_device_op
+from .tensor import Tensor, _unwrap
 
 
 def _reflected(op):
@@ -42,8 +50,57 @@ METHODS = {
     "eq": ops.eq, "ne": ops.ne, "lt": ops.lt, "le": ops.le, "gt": ops.gt, "ge": ops.ge,
 }
 
-for _name, _op in METHODS.items():
-    setattr(Tensor, _name, _op)
+
+
+def to(self, target=None, dtype=None) -> Tensor:
+    """A copy on another device ('cpu', 'cuda', 'cuda:N') and/or of another dtype.
+
+    Returns `self` when nothing changes. Differentiable in dtype (the gradient is cast back).
+    """
+    if target is not None and not isinstance(target, str) and dtype is None:
+        target, dtype = None, target  # t.to(minigt.float64)
+    out = self
+    device = parse_device(target) if target is not None else self.device
+    if device != self.device:
+        out = to_device_op(out, device)
+    dtype = np.dtype(dtype) if dtype is not None else out.dtype
+    if dtype != out.dtype:
+        out = cast(out, dtype)
+    return out
+
+
+def cuda(self, device: int | None = None) -> Tensor:
+    """A copy on GPU `device` (the current one by default)."""
+    return self.to("cuda" if device is None else f"cuda:{device}")
+
+
+def _converter(target, doc: str):
+    def convert(self) -> Tensor:
+        return self.to(target)
+
+    convert.__doc__ = doc
+    return convert
+
+
+def size(self, dim: int | None = None):
+    """The shape, or one dim's length (PyTorch's spelling)."""
+    if dim is None:
+        return self.shape
+    return self.shape[normalize_dim(dim, self.ndim, "size")]
+
+
+def setitem(self, index, value) -> None:
+    """self[index] = value, outside the graph."""
+    self._check_inplace("__setitem__")
+    if isinstance(value, Tensor) and value.requires_grad and autograd.is_grad_enabled():
+        raise RuntimeError(
+            f"__setitem__: the value (shape {value.shape}) requires grad, and assignment into a "
+            "tensor is not differentiable here. Build the result out of place (minigt.cat, "
+            "minigt.where), or assign value.detach() if no gradient should flow."
+        )
+    value = _unwrap(value)
+    self.data[normalize_index(index, self.data)] = value
+    self._bump_version()
 
 
 def _T(self) -> Tensor:
@@ -51,4 +108,16 @@ def _T(self) -> Tensor:
     return ops.permute(self, *reversed(range(self.ndim)))
 
 
+METHODS.update({
+    "to": to, "cuda": cuda, "size": size, "__setitem__": setitem,
+    "cpu": _converter("cpu", "A copy in host memory (self when already there)."),
+    "float": _converter(np.float32, "As float32 (differentiable)."),
+    "double": _converter(np.float64, "As float64 (differentiable)."),
+    "long": _converter(np.int64, "As int64 (no gradient flows through an integer result)."),
+    "int": _converter(np.int32, "As int32."),
+    "bool": _converter(np.bool_, "As bool."),
+})
+
+for _name, _op in METHODS.items():
+    setattr(Tensor, _name, _op)
 Tensor.T = property(_T)

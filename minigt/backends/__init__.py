@@ -33,6 +33,22 @@ def cuda_available() -> bool:
     return _cupy is not None
 
 
+def gpu_count() -> int:
+    """How many GPUs this process sees (0 without CuPy)."""
+    return 0 if _cupy is None else _cupy.cuda.runtime.getDeviceCount()
+
+
+def use_gpu(index: int) -> None:
+    """Make GPU `index` current for this process."""
+    _cupy.cuda.Device(index).use()
+
+
+def gpu_names() -> list[str]:
+    """'cuda:N <name>' for each visible GPU."""
+    props = _cupy.cuda.runtime.getDeviceProperties if _cupy is not None else None
+    return [f"cuda:{i} {props(i)['name'].decode()}" for i in range(gpu_count())]
+
+
 def array_module(array):
     """NumPy or CuPy, whichever owns `array` (NumPy for scalars and lists)."""
     if _cupy is not None and isinstance(array, _cupy.ndarray):

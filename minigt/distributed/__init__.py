@@ -8,20 +8,14 @@ make the global value -- and every op works on DTensors through the rules in rul
 >>> x = dist.shard(minigt.randn(8, 4), dim=0)   # rank r keeps rows of its own
 >>> (x * 2).sum().item()                         # sum of the local sums, all-reduced
 """
-from .dispatch import ShardingError
-from .dtensor import DTensor
-from .functions import all_gather, all_reduce, broadcast, reduce_scatter, redistribute
-from .placement import Partial, Placement, Replicate, Shard
+from . import nn_rules, rules, shape_rules  # noqa: F401 - each registers its sharding rules
+from .collectives import barrier
+from .dtensor import DTensor, redistribute
+from .functions import all_gather, all_reduce, broadcast, reduce_scatter
+from .placement import Partial, Placement, Replicate, Shard, ShardingError
 from .sharding import auto_shard, from_local, replicate, shard
 from .tensor_parallel import ColumnParallelLinear, RowParallelLinear
 from .world import data_group, init_parallel, local_rank, rank, tensor_group, world_size
-
-
-def barrier() -> None:
-    """Wait until every rank gets here."""
-    from .collectives import barrier as _barrier
-
-    _barrier()
 
 
 __all__ = [

@@ -15,23 +15,11 @@ import numpy as np
 
 from ..backends import array_module
 from . import trace, world
+from .placement import shard_sizes
 from .transports import select_transport
 from .world import Group
 
 REDUCE_OPS = ("sum", "mean", "max", "min")
-
-
-def shard_sizes(n: int, size: int) -> list[int]:
-    """Lengths of the parts when n rows are split over `size` ranks (first ranks get more)."""
-    base, extra = divmod(n, size)
-    return [base + (r < extra) for r in range(size)]
-
-
-def shard_range(n: int, size: int, rank: int) -> tuple[int, int]:
-    """[start, stop) of rank's part of n rows split the shard_sizes way."""
-    base, extra = divmod(n, size)
-    start = rank * base + min(rank, extra)
-    return start, start + base + (rank < extra)
 
 
 def exchange_sizes(n: int, *, group: Group | None = None) -> list[int]:

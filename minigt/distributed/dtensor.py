@@ -1,18 +1,29 @@
-"""DTensor: one rank's part of a tensor that lives across all ranks.
+"""DTensor: one rank's part of a tensor that lives across all ranks, and how it changes placement.
 
 `data` holds this rank's local array; `placement` says how the parts make up the global value
 (see placement.py); `shape` is the *global* shape, so user code reads the same at any world size.
-Ops on DTensors go through `dispatch.py`, which picks the output placement from `rules.py` and
-inserts only the communication a rule needs.
+Ops on DTensors go through `dispatch.py`, which runs the op's sharding rule.
+
+Changing a placement (`redistribute`) is made of autograd Functions, each backward beside its
+forward. They keep one rule about gradients: the gradient of a Shard value is sharded the same
+way, and the gradient of a Replicate or Partial value is complete (the same on every rank). So:
+    Shard -> Replicate  (all-gather)      backward: keep my slice (no communication)
+    Replicate -> Shard  (keep my slice)   backward: all-gather
+    Partial -> Replicate (all-reduce)     backward: pass through
+    Partial -> Shard    (reduce-scatter)  backward: all-gather
+A replicated value that feeds sharded compute receives only this rank's share of its gradient;
+`ReplicatedUse` marks that spot and all-reduces the shares (Megatron's "identity forward,
+all-reduce backward"). For leaf parameters it defers to one bucketed all-reduce per backward.
 """
 from __future__ import annotations
 
 import math
 
-from ..autograd import no_grad
+from ..autograd import Function, no_grad
+from ..backends import to_device
 from ..tensor import Tensor
-from . import collectives, world
-from .placement import Partial, Placement, Replicate, Shard
+from . import collectives, gradsync, world
+from .placement import Partial, Placement, Replicate, Shard, ShardingError, shard_range, shard_sizes
 
 
 class DTensor(Tensor):
@@ -47,14 +58,10 @@ class DTensor(Tensor):
     @property
     def local(self) -> Tensor:
         """This rank's part as a plain tensor (differentiable: gradients flow back here)."""
-        from .functions import Alias
-
         return Alias.apply_local((self,), {})
 
     def redistribute(self, placement: Placement) -> DTensor:
         """The same global value with another placement, moving only what must move."""
-        from .functions import redistribute
-
         return redistribute(self, placement)
 
     def full_tensor(self) -> Tensor:
@@ -70,8 +77,6 @@ class DTensor(Tensor):
 
     def __setitem__(self, index, value) -> None:
         if not isinstance(self.placement, Replicate):
-            from .dispatch import ShardingError
-
             raise ShardingError(
                 f"__setitem__ on a {self.placement!r} DTensor of shape {self.shape}: indices are "
                 "global but each rank holds a part. Build the value out of place (minigt.where), "
@@ -81,8 +86,6 @@ class DTensor(Tensor):
 
     def _assign(self, op: str, new_data) -> DTensor:
         if isinstance(self.placement, Partial):
-            from .dispatch import ShardingError
-
             raise ShardingError(f"{op} on a Partial DTensor would change every rank's part; "
                                 "redistribute it to Replicate() first")
         return super()._assign(op, new_data)
@@ -98,8 +101,6 @@ class DTensor(Tensor):
             return self.full_tensor().data
 
     def numpy(self):
-        from ..backends import to_device
-
         return to_device(self._global_array(), "cpu")
 
     def item(self):
@@ -127,15 +128,131 @@ def group():
 
 
 def standard_sizes(n: int) -> tuple:
-    """Part lengths of n rows over the group: the first ranks take the remainder."""
-    return tuple(collectives.shard_sizes(n, group().size))
+    """Part lengths of n rows over the group (the `shard_sizes` split)."""
+    return shard_sizes(n, group().size)
 
 
 def local_range(sizes) -> tuple:
     """[start, stop) of this rank's part along the sharded dim."""
-    r = group().rank
-    start = sum(sizes[:r])
-    return start, start + sizes[r]
+    return shard_range(sizes, group().rank)
 
 
-__all__ = ["DTensor", "Partial", "Replicate", "Shard", "group", "placement_of", "standard_sizes", "local_range"]
+def _slice_along(array, dim: int, start: int, stop: int):
+    index = (slice(None),) * dim + (slice(start, stop),)
+    return array[index]
+
+
+class Alias(Function):
+    """The same array under another name (a DTensor's local part as a plain tensor, or local
+    parts taken as a DTensor);  gradient passes through."""
+
+    output_is_view = True
+
+    def forward(self, x):
+        return x
+
+    def backward(self, g):
+        return g
+
+
+class GatherShards(Function):
+    """Shard(dim) -> Replicate by all-gather;  backward keeps this rank's slice of the gradient."""
+
+    def forward(self, x, dim, sizes):
+        self.dim, self.sizes = dim, sizes
+        return collectives.all_gather(x, dim, sizes, group=group())
+
+    def backward(self, g):
+        return _slice_along(g, self.dim, *local_range(self.sizes))
+
+
+class TakeShard(Function):
+    """Replicate -> Shard(dim) by keeping this rank's slice;  backward all-gathers the gradient."""
+
+    def forward(self, x, dim, sizes):
+        self.dim, self.sizes = dim, sizes
+        return _slice_along(x, dim, *local_range(sizes))
+
+    def backward(self, g):
+        return collectives.all_gather(g, self.dim, self.sizes, group=group())
+
+
+class ReducePartial(Function):
+    """Partial -> Replicate by all-reduce (sum) over `over` (the DTensor group by default);
+    the complete gradient passes through."""
+
+    def forward(self, x, over=None):
+        return collectives.all_reduce(x, "sum", group=over or group())
+
+    def backward(self, g):
+        return g
+
+
+class ScatterPartial(Function):
+    """Partial -> Shard(dim) by reduce-scatter;  backward all-gathers the gradient."""
+
+    def forward(self, x, dim, sizes):
+        self.dim, self.sizes = dim, sizes
+        return collectives.reduce_scatter(x, dim, sizes, group=group())
+
+    def backward(self, g):
+        return collectives.all_gather(g, self.dim, self.sizes, group=group())
+
+
+class ReplicatedUse(Function):
+    """A value replicated over `over` (the DTensor group by default) entering sharded compute;
+    identity forward, all-reduce of the gradient shares backward (for leaves in the DTensor
+    group, deferred to one bucketed all-reduce per backward)."""
+
+    output_is_view = True
+
+    def forward(self, x, over=None):
+        self.over = over
+        return x
+
+    def backward(self, g):
+        source = self.inputs[0]
+        if source.grad_fn is None and self.over is None:  # a parameter: nothing waits on it
+            gradsync.defer(source, g)
+            return None
+        return collectives.all_reduce(g, "sum", group=self.over or group())
+
+
+def use_replicated(t: Tensor) -> Tensor:
+    """`t` marked as feeding sharded compute (a no-op when no gradient flows to it)."""
+    if not t.requires_grad:
+        return t
+    return ReplicatedUse.apply_local((t,), {})
+
+
+def redistribute(t: Tensor, target: Placement) -> DTensor:
+    """`t` (a DTensor, or a plain tensor taken as replicated) with placement `target`."""
+    source, shape = placement_of(t), t.shape
+    if isinstance(target, Shard):
+        if not -len(shape) <= target.dim < len(shape):
+            raise IndexError(f"redistribute: Shard({target.dim}) is out of range for shape {shape}")
+        target = Shard(target.dim % len(shape))
+    if source == target:
+        if isinstance(t, DTensor):
+            return t
+        # through an identity Function, so a leaf `t` still receives the gradient
+        return DTensor._wrap(Alias.apply_local((t,), {}), source, shape)
+    if isinstance(source, Shard) and isinstance(target, Shard):  # via the whole value, on request
+        return redistribute(redistribute(t, Replicate()), target)
+    if isinstance(source, Shard) and isinstance(target, Replicate):
+        out = GatherShards.apply_local((t,), {"dim": source.dim, "sizes": t.sizes})
+        return DTensor._wrap(out, target, shape)
+    if isinstance(source, Replicate) and isinstance(target, Shard):
+        sizes = standard_sizes(shape[target.dim])
+        out = TakeShard.apply_local((t,), {"dim": target.dim, "sizes": sizes})
+        return DTensor._wrap(out, target, shape, sizes)
+    if isinstance(source, Partial) and isinstance(target, Replicate):
+        return DTensor._wrap(ReducePartial.apply_local((t,), {}), target, shape)
+    if isinstance(source, Partial) and isinstance(target, Shard):
+        sizes = standard_sizes(shape[target.dim])
+        out = ScatterPartial.apply_local((t,), {"dim": target.dim, "sizes": sizes})
+        return DTensor._wrap(out, target, shape, sizes)
+    raise ValueError(
+        f"redistribute: cannot turn {source!r} into {target!r}: a Partial value comes only from a "
+        "reduction over a sharded dim"
+    )

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from ..autograd import accumulate_into, post_backward_hooks
 from ..backends import array_module
-from . import collectives
-from .dtensor import group
+from . import collectives, world
 
 BUCKET_BYTES = 32 * 2**20  # big enough that a step needs few calls, small enough to stay cheap
 
@@ -54,7 +53,7 @@ def flush() -> None:
     for bucket in buckets(entries):
         xp = array_module(bucket[0][1])
         flat = xp.concatenate([share.reshape(-1) for _, share in bucket])
-        collectives.all_reduce(flat, "sum", group=group(), in_place=True)
+        collectives.all_reduce(flat, "sum", group=world.data_group(), in_place=True)
         start = 0
         for leaf, share in bucket:  # the slices do not overlap: each can become a .grad as it is
             accumulate_into(leaf, flat[start:start + share.size].reshape(share.shape), owned=True)

@@ -1,6 +1,7 @@
-"""Sharding propagation: for each op, which placements its inputs may have, what placement its
-output gets, and what communication that needs. The table at the bottom is the whole story;
-each rule below is a small function that runs the op on local parts.
+"""Sharding propagation for the core ops: for each op family, which placements its inputs may
+have, what placement its output gets, and what communication that needs. Each rule is a small
+function that runs the op on local parts, registered for its Functions by `@sharding_rule`.
+shape_rules.py covers ops that move elements, nn_rules.py minigt.nn's fused layers.
 
 Summary (S = Shard(d), R = Replicate, P = Partial; plain tensors count as R):
   elementwise     S with R -> S (R sliced locally if it spans d);  R with R -> R;
@@ -8,15 +9,16 @@ Summary (S = Shard(d), R = Replicate, P = Partial; plain tensors count as R):
   reductions      over unsharded dims -> local, S keeps its dim;  sum/mean over d -> P;
                   other reductions over d -> error (redistribute first)
   softmax-like    along an unsharded dim -> local;  along d -> error
-  matmul          S(row)@R -> S(row);  R@S(col) -> S(col);  S(k)@S(k) or S(k)@R -> P;
+  matmul          S(row)@R -> S(row);  R@S(col) -> S(col);  S(k)@S(k), S(k)@R, R@S(k) -> P;
                   batched dims sharded alike -> local;  1-D operands as one-row/column matrices
+  (shape_rules.py)
   reshape         the sharded dim is remapped when its parts stay contiguous, else error
   permute, expand the sharded dim moves with the dims
   cat             along an unsharded dim -> local
   getitem         slices of d: each rank keeps the part it owns (maybe uneven);  an int on d -> P;
                   an integer array on d -> P (each rank picks what it owns);  a mask on d -> error
 Every R operand of an op with a non-R output passes `use_replicated`, so its gradient is summed
-over ranks (see functions.py).
+over ranks (see dtensor.py).
 """
 from __future__ import annotations
 
@@ -26,33 +28,11 @@ from ..backends import array_module
 from ..ops import comparison as cmp
 from ..ops import elementwise as ew
 from ..ops import unary as un
-from ..ops import indexing, linalg, reductions as red, shape as shp
+from ..ops import linalg, reductions as red, shape as shp
 from ..tensor import Tensor
-from ..nn.functional.linear import LinearFn
-from ..nn.functional.losses import CrossEntropyFn
-from ..nn.functional.normalization import LayerNormFn
-from . import nn_rules, shape_rules, tensor_parallel as tp
-from .dispatch import no_rule
-from .dtensor import DTensor, local_range, placement_of
-from .functions import redistribute, use_replicated
+from .dispatch import contract_sharded, no_rule, run_local, settle_partials, sharding_rule, slice_replicated
+from .dtensor import placement_of, redistribute, use_replicated
 from .placement import Partial, Replicate, Shard
-
-
-def run_local(cls, inputs, params, placement, shape, sizes=None) -> DTensor:
-    """Apply `cls` to the local parts and label the result with its global placement."""
-    return DTensor._wrap(cls.apply_local(tuple(inputs), params), placement, shape, sizes)
-
-
-def settle_partials(inputs: list) -> list:
-    """Sum Partial inputs over ranks (all-reduce), for ops that are not linear in them."""
-    return [redistribute(t, Replicate()) if placement_of(t).is_partial() else t for t in inputs]
-
-
-def slice_replicated(t: Tensor, dim: int, sizes) -> Tensor:
-    """This rank's part of a replicated operand along `dim`, gradient summed over ranks."""
-    start, stop = local_range(sizes)
-    index = (slice(None),) * dim + (slice(start, stop),)
-    return indexing.GetItem.apply_local((use_replicated(t),), {"index": index})
 
 
 # ---- elementwise -------------------------------------------------------------------------------
@@ -80,6 +60,11 @@ def _partial_passes(cls, placements, params) -> bool:
     return False
 
 
+@sharding_rule(
+    ew.Add, ew.Sub, ew.Mul, ew.Div, ew.Pow, ew.Maximum, ew.Minimum, ew.Where, un.Neg, un.Exp,
+    un.Log, un.Sqrt, un.Rsqrt, un.Abs, un.Tanh, un.Sigmoid, un.Relu, un.Gelu, un.Sin, un.Cos,
+    un.Clamp, un.Cast, un.ToDevice, un.Clone, cmp.Compare, cmp.LogicalNot,
+)
 def elementwise(cls, inputs, params):
     if len(inputs) == 1:
         shape = inputs[0].shape
@@ -124,6 +109,7 @@ def _reduced(shape, axes, keepdim) -> tuple:
     return tuple(1 if i in axes else n for i, n in enumerate(shape) if keepdim or i not in axes)
 
 
+@sharding_rule(red.Sum, red.Mean, red.Extreme, red.Var, red.LogSumExp, cmp.AnyAll)
 def reduction(cls, inputs, params):
     """Sum, Mean, Extreme, Var, LogSumExp, AnyAll: `axes` (None = all) and `keepdim` params."""
     x = inputs[0]
@@ -152,6 +138,7 @@ def reduction(cls, inputs, params):
                                         "whole dim on one rank")
 
 
+@sharding_rule(red.Softmax, red.LogSoftmax, red.ExtremeAlongDim, cmp.ArgExtreme)
 def along_dim(cls, inputs, params):
     """Softmax, LogSoftmax, ExtremeAlongDim, ArgExtreme: one `dim` (None = flattened)."""
     x = settle_partials(inputs[:1])[0]
@@ -169,6 +156,7 @@ def along_dim(cls, inputs, params):
 
 # ---- matmul -------------------------------------------------------------------------------------
 
+@sharding_rule(linalg.MatMul)
 def matmul(cls, inputs, params):
     a, b = inputs
     pa, pb = placement_of(a), placement_of(b)
@@ -189,21 +177,16 @@ def matmul(cls, inputs, params):
         pa, pb = placement_of(a), placement_of(b)
     if pa.is_replicate() and pb.is_replicate():
         return run_local(cls, [a, b], params, Replicate(), shape)
-    ka, kb = a.ndim - 1, b.ndim - 2  # the contracted dims
-    if pa.is_shard(ka):  # S(k) @ S(k) or S(k) @ R -> Partial
-        if pb.is_shard(kb) and a.sizes == b.sizes:
-            return run_local(cls, [a, b], params, Partial(), shape)
-        if pb.is_replicate():
-            return run_local(cls, [a, slice_replicated(b, kb, a.sizes)], params, Partial(), shape)
-    elif pb.is_shard(kb) and pa.is_replicate():
-        return run_local(cls, [slice_replicated(a, ka, b.sizes), b], params, Partial(), shape)
-    elif pa.is_shard(a.ndim - 2) and pb.is_replicate():  # rows
+    contracted = contract_sharded(cls, a, a.ndim - 1, b, b.ndim - 2, params, shape)
+    if contracted is not None:  # S(k) @ S(k), S(k) @ R or R @ S(k) -> Partial
+        return contracted
+    if pa.is_shard(a.ndim - 1) or pb.is_shard(b.ndim - 2):
+        raise no_rule("matmul", inputs, "the contracted dims are sharded differently")
+    if pa.is_shard(a.ndim - 2) and pb.is_replicate():  # rows
         return run_local(cls, [a, use_replicated(b)], params, Shard(len(shape) - 2), shape, a.sizes)
-    elif pb.is_shard(b.ndim - 1) and pa.is_replicate():  # columns
+    if pb.is_shard(b.ndim - 1) and pa.is_replicate():  # columns
         return run_local(cls, [use_replicated(a), b], params, Shard(len(shape) - 1), shape, b.sizes)
-    else:  # batch dims: the same output dim, sharded alike (replicated operands sliced)
-        return elementwise_batched(cls, [a, b], params, shape)
-    raise no_rule("matmul", inputs, "the contracted dims are sharded differently")
+    return elementwise_batched(cls, [a, b], params, shape)  # batch dims, sharded alike
 
 
 def _matmul_shape(sa, sb) -> tuple:
@@ -222,30 +205,3 @@ def elementwise_batched(cls, inputs, params, shape):
     if len(dims) != 1 or next(iter(dims))[0] >= len(shape) - 2:
         raise no_rule(cls.__name__, inputs, "operands are sharded along different dims")
     return broadcast_sharded(cls, inputs, params, shape, *dims.pop())
-
-
-# ---- the table ------------------------------------------------------------------------------------
-
-ELEMENTWISE = (
-    ew.Add, ew.Sub, ew.Mul, ew.Div, ew.Pow, ew.Maximum, ew.Minimum, ew.Where, un.Neg, un.Exp,
-    un.Log, un.Sqrt, un.Rsqrt, un.Abs, un.Tanh, un.Sigmoid, un.Relu, un.Gelu, un.Sin, un.Cos,
-    un.Clamp, un.Cast, un.ToDevice, un.Clone, cmp.Compare, cmp.LogicalNot,
-    tp.CopyToTensorParallel, tp.ReduceFromTensorParallel,  # act within a tensor group: local here
-)
-REDUCTIONS = (red.Sum, red.Mean, red.Extreme, red.Var, red.LogSumExp, cmp.AnyAll)
-ALONG_DIM = (red.Softmax, red.LogSoftmax, red.ExtremeAlongDim, cmp.ArgExtreme)
-
-RULES = {
-    **{cls: elementwise for cls in ELEMENTWISE},
-    **{cls: reduction for cls in REDUCTIONS},
-    **{cls: along_dim for cls in ALONG_DIM},
-    linalg.MatMul: matmul,
-    shp.Reshape: shape_rules.reshape,
-    shp.Permute: shape_rules.permute,
-    shp.BroadcastTo: shape_rules.broadcast_to,
-    shp.Cat: shape_rules.cat,
-    indexing.GetItem: shape_rules.getitem,
-    LinearFn: nn_rules.linear,
-    LayerNormFn: nn_rules.layer_norm,
-    CrossEntropyFn: nn_rules.cross_entropy,
-}

@@ -13,34 +13,30 @@ from ..backends import array_module, host_checks
 from ..ops import elementwise as ew
 from ..ops import reductions as red
 from ..ops import shape as shp
+from ..ops.indexing import GetItem, normalize_index
 from ..tensor import Tensor
-from .dispatch import no_rule
-from .dtensor import group, local_range, placement_of
+from .dispatch import no_rule, run_local, settle_partials, sharding_rule, slice_replicated
+from .dtensor import DTensor, group, local_range, placement_of, use_replicated
 from .placement import Partial, Shard
-
-
-def _rules():  # rules.py imports this module, so take its helpers late
-    from . import rules
-
-    return rules
 
 
 def _local_shape(shape, dim, sizes) -> tuple:
     return tuple(sizes[group().rank] if i == dim else n for i, n in enumerate(shape))
 
 
+@sharding_rule(shp.Reshape)
 def reshape(cls, inputs, params):
     """A sharded dim survives a reshape when every rank's part stays one block of an output dim."""
     x, target = inputs[0], tuple(params["shape"])
     p = placement_of(x)
     if not p.is_shard():
-        return _rules().run_local(cls, [x], params, p, target)
+        return run_local(cls, [x], params, p, target)
     dim, sizes = map_shard_through_reshape(x.shape, p.dim, x.sizes, target)
     if dim is None:
         raise no_rule("reshape", [x], f"to {target}, the parts along dim {p.dim} would not stay "
                                       "contiguous blocks of one output dim")
     local = {"shape": _local_shape(target, dim, sizes)}
-    return _rules().run_local(cls, [x], local, Shard(dim), target, sizes)
+    return run_local(cls, [x], local, Shard(dim), target, sizes)
 
 
 def map_shard_through_reshape(shape, dim, sizes, target):
@@ -61,44 +57,47 @@ def map_shard_through_reshape(shape, dim, sizes, target):
     return None, None
 
 
+@sharding_rule(shp.Permute)
 def permute(cls, inputs, params):
     x, dims = inputs[0], params["dims"]
     p = placement_of(x)
     placement = Shard(dims.index(p.dim)) if p.is_shard() else p
     shape = tuple(x.shape[d] for d in dims)
-    return _rules().run_local(cls, [x], params, placement, shape, x.sizes)
+    return run_local(cls, [x], params, placement, shape, x.sizes)
 
 
+@sharding_rule(shp.BroadcastTo)
 def broadcast_to(cls, inputs, params):
     x, target = inputs[0], tuple(params["shape"])
     p = placement_of(x)
     if not p.is_shard():
-        return _rules().run_local(cls, [x], params, p, target)
+        return run_local(cls, [x], params, p, target)
     dim = p.dim + len(target) - x.ndim
     if target[dim] != x.shape[p.dim]:
         raise no_rule("broadcast_to", [x], f"it would expand the sharded dim {p.dim}")
-    return _rules().run_local(cls, [x], {"shape": _local_shape(target, dim, x.sizes)},
+    return run_local(cls, [x], {"shape": _local_shape(target, dim, x.sizes)},
                               Shard(dim), target, x.sizes)
 
 
+@sharding_rule(shp.Cat)
 def cat(cls, inputs, params):
-    rules, dim = _rules(), params["dim"]
+    dim = params["dim"]
     placements = [placement_of(t) for t in inputs]
     shape = list(inputs[0].shape)
     shape[dim] = sum(t.shape[dim] for t in inputs)
     if all(p.is_partial() for p in placements):
-        return rules.run_local(cls, inputs, params, Partial(), shape)
-    inputs = rules.settle_partials(inputs)
+        return run_local(cls, inputs, params, Partial(), shape)
+    inputs = settle_partials(inputs)
     placements = [placement_of(t) for t in inputs]
     shards = {(p.dim, t.sizes) for t, p in zip(inputs, placements) if p.is_shard()}
     if not shards:
-        return rules.run_local(cls, inputs, params, placements[0], shape)
+        return run_local(cls, inputs, params, placements[0], shape)
     (sharded, sizes), = shards if len(shards) == 1 else ((None, None),)
     if sharded is None or sharded == dim:
         raise no_rule("cat", inputs, "it joins along the sharded dim, or parts are sharded differently")
-    parts = [t if p.is_shard() else rules.slice_replicated(t, sharded, sizes)
+    parts = [t if p.is_shard() else slice_replicated(t, sharded, sizes)
              for t, p in zip(inputs, placements)]
-    return rules.run_local(cls, parts, params, Shard(sharded), shape, sizes)
+    return run_local(cls, parts, params, Shard(sharded), shape, sizes)
 
 
 # ---- getitem --------------------------------------------------------------------------------------
@@ -163,15 +162,25 @@ def _slice_parts(s: slice, n: int, sizes):
     return tuple(counts), local
 
 
+@sharding_rule(GetItem)
 def getitem(cls, inputs, params):
     """Slices along the sharded dim keep each rank's own part (no communication); an int there
     leaves the value on its owner, so the result is Partial (other ranks hold zeros); so does an
-    integer array, each rank picking the entries it owns."""
-    rules, x, index = _rules(), inputs[0], params["index"]
+    integer array, each rank picking the entries it owns. A sharded index tensor looks up its own
+    rows (`lookup`)."""
+    x, index = inputs[0], params["index"]
+    parts = index if isinstance(index, tuple) else (index,)
+    split = [t for t in parts if isinstance(t, Tensor) and not placement_of(t).is_replicate()]
+    if split:
+        if isinstance(index, Tensor) and placement_of(index).is_shard():
+            return lookup(cls, x, index)
+        raise no_rule("getitem", [x, *split], "an index tensor is sharded or partial, so each rank "
+                                              "holds only part of it")
+    index = normalize_index(index, x.data)
     p = placement_of(x)
     if not p.is_shard():
         out = cls.apply_local((x,), params)
-        return rules.DTensor._wrap(out, p, out.data.shape)
+        return DTensor._wrap(out, p, out.data.shape)
     tagged = _components(index, x.ndim)
     at = next(i for i, (c, dim) in enumerate(tagged) if dim is not None and dim <= p.dim < dim + _width(c))
     entry = tagged[at][0]
@@ -186,7 +195,7 @@ def getitem(cls, inputs, params):
         out = cls.apply_local((x,), {"index": tuple(local_parts)})
         shape = list(out.data.shape)
         shape[position] = sum(sizes)
-        return rules.DTensor._wrap(out, Shard(position), shape, sizes)
+        return DTensor._wrap(out, Shard(position), shape, sizes)
     if getattr(entry, "ndim", 0) == 0 and not isinstance(entry, (bool, np.bool_)):
         i = int(entry)
         if not -n <= i < n:
@@ -198,7 +207,7 @@ def getitem(cls, inputs, params):
         position = _output_position(_components(tuple(kept), x.ndim), p.dim)
         picked = cls.apply_local((x,), {"index": tuple(local_parts)})
         out = red.Sum.apply_local((picked,), {"axes": (position,), "keepdim": False})
-        return rules.DTensor._wrap(out, Partial(), out.data.shape)
+        return DTensor._wrap(out, Partial(), out.data.shape)
     arrays = [c for c, _ in tagged if getattr(c, "ndim", 0) > 0]
     if len(arrays) == 1 and entry.dtype.kind in "iu":
         return _pick_owned(cls, x, tagged, at, p.dim)
@@ -209,7 +218,7 @@ def _pick_owned(cls, x, tagged, at: int, dim: int):
     """x[..., index, ...] for one integer array `index` along the sharded dim: each rank picks
     the entries it owns and zeros the others, so the sum over ranks is the result: Partial (a
     vocabulary-parallel lookup). Every rank records the same ops, so backward stays collective."""
-    rules, index, n = _rules(), tagged[at][0], x.shape[dim]  # x.shape: the global shape
+    index, n = tagged[at][0], x.shape[dim]  # x.shape: the global shape
     # On a GPU the indices are not read back to check them (a host sync): an out-of-range one
     # wraps around, as in CuPy's own indexing.
     if host_checks(index) and index.size and not (-n <= index.min() and index.max() < n):
@@ -223,24 +232,23 @@ def _pick_owned(cls, x, tagged, at: int, dim: int):
         shape = np.broadcast_to(np.zeros((), bool), x.shape)[tuple(parts)].shape
         nothing = red.Sum.apply_local((x,), {"axes": None, "keepdim": False})  # 0 (no elements)
         out = shp.BroadcastTo.apply_local((nothing,), {"shape": shape})
-        return rules.DTensor._wrap(out, Partial(), shape)
+        return DTensor._wrap(out, Partial(), shape)
     owned = (index >= lo) & (index < hi)
     parts[at] = array_module(index).where(owned, index - lo, 0)
     picked = cls.apply_local((x,), {"index": tuple(parts)})
     keep = owned.reshape((1,) * position + index.shape + (1,) * (picked.ndim - position - index.ndim))
     out = ew.Mul.apply_local((picked, Tensor._make(keep.astype(picked.dtype), False, None)), {})
-    return rules.DTensor._wrap(out, Partial(), out.shape)
+    return DTensor._wrap(out, Partial(), out.shape)
 
 
 def lookup(cls, table, index):
     """table[index] with one Shard(d) integer index tensor and a replicated table (an embedding
     in data parallelism): each rank looks up its own indices, so the rows come out sharded along
     d; the table's gradient shares are summed over ranks like any replicated weight's."""
-    rules = _rules()
     if not placement_of(table).is_replicate():
         raise no_rule("getitem", [table, index], "looking up a sharded table by sharded indices")
     if index.dtype.kind not in "iu":
         raise no_rule("getitem", [table, index], "a sharded index must hold integers")
-    local = cls.apply_local((rules.use_replicated(table),), {"index": index.data})
+    local = cls.apply_local((use_replicated(table),), {"index": index.data})
     shape = index.shape + table.shape[1:]
-    return rules.DTensor._wrap(local, index.placement, shape, index.sizes)
+    return DTensor._wrap(local, index.placement, shape, index.sizes)

@@ -2,10 +2,13 @@
 and automatically for data under GT_AUTO_SHARD=1."""
 from __future__ import annotations
 
+import os
+
+from .. import creation
+from ..backends import default_device
 from ..tensor import Tensor
 from . import collectives, world
-from .dtensor import DTensor, group, standard_sizes
-from .functions import Alias, redistribute
+from .dtensor import Alias, DTensor, group, redistribute, standard_sizes
 from .placement import Partial, Placement, Replicate, Shard
 
 
@@ -51,8 +54,10 @@ def auto_shard(t: Tensor) -> Tensor:
     if not _announced:
         _announced = True
         if world.rank() == 0:
-            from ..backends import default_device
-
             print(f"GT_AUTO_SHARD: {world.world_size()} rank(s), device {default_device()}",
                   flush=True)
     return shard(t, 0)
+
+
+if os.environ.get("GT_AUTO_SHARD", "0") == "1":
+    creation.auto_shard_hook = auto_shard

@@ -1,83 +1,68 @@
 """Tensor parallelism (Megatron-style): one layer's weight split across the ranks of a tensor
 group, each rank computing its slice of the layer.
 
-    ColumnParallelLinear  W split by output rows: each rank computes some output features.
-                          Its input enters through `copy_to_tensor_parallel`: identity forward,
-                          gradient summed over the group backward (each rank saw part of it).
-    RowParallelLinear     W split by input columns: each rank turns its features into a partial
-                          output; `reduce_from_tensor_parallel` sums them (identity backward),
-                          then the bias is added once.
+The layers are the DTensor linear rule's two tensor-parallel cases, run over the tensor group
+with the same Functions that data parallelism uses over the data group:
+    ColumnParallelLinear  W placed Shard(0) (output rows): x is replicated over the group, so it
+                          enters through `ReplicatedUse` (identity forward, gradient all-reduced
+                          backward); each rank computes its slice of the output features.
+    RowParallelLinear     W placed Shard(1) (input columns): each rank turns its features into a
+                          Partial output; `ReducePartial` sums it (identity backward), then the
+                          bias is added once.
 Column -> activation -> Row costs one all-reduce forward and one backward. Each layer draws the
 full weight exactly as nn.Linear would and keeps its slice, so a model initialises to the same
-values at any tensor-parallel size. Data parallelism (DTensors) runs over the data group beside.
+values at any tensor-parallel size. Activations stay DTensors over the data group, so data
+parallelism runs beside (its rules treat these two Functions as local, `@sharding_rule` below).
 """
 from __future__ import annotations
 
+import numpy as np
 
-from ..autograd import Function
 from ..nn import Linear, Module
 from ..nn import functional as F
 from ..nn.parameter import Parameter
 from ..tensor import Tensor
 from . import collectives, world
+from .dispatch import sharding_rule
+from .dtensor import ReducePartial, ReplicatedUse
+from .placement import Shard, shard_range, shard_sizes
+from .rules import elementwise
 
-
-class CopyToTensorParallel(Function):
-    """x entering tensor-parallel compute;  identity forward, dx = Σ over the tensor group of g."""
-
-    output_is_view = True
-
-    def forward(self, x):
-        return x
-
-    def backward(self, g):
-        return collectives.all_reduce(g, "sum", group=world.tensor_group())
-
-
-class ReduceFromTensorParallel(Function):
-    """y = Σ over the tensor group of the partial outputs x;  dx = g."""
-
-    def forward(self, x):
-        return collectives.all_reduce(x, "sum", group=world.tensor_group())
-
-    def backward(self, g):
-        return g
-
-
-def copy_to_tensor_parallel(x: Tensor) -> Tensor:
-    return CopyToTensorParallel.apply(x)
-
-
-def reduce_from_tensor_parallel(x: Tensor) -> Tensor:
-    return ReduceFromTensorParallel.apply(x)
+sharding_rule(ReplicatedUse, ReducePartial)(elementwise)  # over the tensor group: local rows here
 
 
 class TensorParallelParameter(Parameter):
-    """A parameter of which this rank holds the slice along `split_dim`; state dicts carry the
-    whole value, so checkpoints load at any tensor-parallel size."""
+    """A parameter of which this rank holds the `Shard(dim)` slice over the tensor group; state
+    dicts carry the whole value, so checkpoints load at any tensor-parallel size."""
 
-    __slots__ = ("split_dim", "full_shape")
+    __slots__ = ("shard", "full_shape")
 
     def full_value(self, part: Tensor | None = None) -> Tensor:
         """The whole parameter (or the whole of `part`, e.g. its optimizer state), gathered over
         the tensor group (collective)."""
         local = self.data if part is None else part.data
-        sizes = [self.data.shape[self.split_dim]] * world.tensor_group().size
-        whole = collectives.all_gather(local, self.split_dim, sizes, group=world.tensor_group())
-        return Tensor._make(whole, False, None)
+        g = world.tensor_group()
+        sizes = shard_sizes(self.full_shape[self.shard.dim], g.size)
+        return Tensor._make(collectives.all_gather(local, self.shard.dim, sizes, group=g), False, None)
 
     def local_part(self, whole):
         """This rank's slice of a whole value being loaded."""
         if tuple(whole.shape) != self.full_shape:
             return whole  # let load_state_dict report the mismatch against the full shape
-        return _slice(whole, self.split_dim)
+        return _slice(whole, self.shard.dim)
+
+    @staticmethod
+    def combine_parts(value, op: str):
+        """Slices of one weight: this rank's part of a norm is combined over the tensor group."""
+        total = collectives.all_reduce(np.asarray(value) if isinstance(value, float) else value,
+                                       op, group=world.tensor_group())
+        return float(total) if isinstance(value, float) else total
 
 
 def _slice(array, dim: int):
     g = world.tensor_group()
-    n = array.shape[dim] // g.size
-    index = (slice(None),) * dim + (slice(g.rank * n, (g.rank + 1) * n),)
-    return array[index]
+    start, stop = shard_range(shard_sizes(array.shape[dim], g.size), g.rank)
+    return array[(slice(None),) * dim + (slice(start, stop),)]
 
 
 def _split(param: Parameter, dim: int, layer: str) -> TensorParallelParameter:
@@ -86,7 +71,7 @@ def _split(param: Parameter, dim: int, layer: str) -> TensorParallelParameter:
         raise ValueError(f"{layer}: dim {dim} of the weight ({param.shape[dim]}) is not divisible by "
                          f"the tensor-parallel size {size}")
     part = TensorParallelParameter(_slice(param.data, dim).copy())
-    part.split_dim, part.full_shape = dim, param.shape
+    part.shard, part.full_shape = Shard(dim), param.shape
     return part
 
 
@@ -105,7 +90,8 @@ class ColumnParallelLinear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(copy_to_tensor_parallel(x), self.weight, self.bias)
+        x = ReplicatedUse.apply(x, over=world.tensor_group())  # R with W Shard(0) -> Shard(last)
+        return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, " \
@@ -127,7 +113,8 @@ class RowParallelLinear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = reduce_from_tensor_parallel(F.linear(x, self.weight))
+        partial = F.linear(x, self.weight)  # Shard(last) with W Shard(1) -> Partial
+        y = ReducePartial.apply(partial, over=world.tensor_group())
         return y if self.bias is None else y + self.bias
 
     def extra_repr(self) -> str:
@@ -135,5 +122,4 @@ class RowParallelLinear(Module):
                f"tensor_parallel={world.tensor_group().size}"
 
 
-__all__ = ["ColumnParallelLinear", "RowParallelLinear", "TensorParallelParameter",
-           "copy_to_tensor_parallel", "reduce_from_tensor_parallel"]
+__all__ = ["ColumnParallelLinear", "RowParallelLinear", "TensorParallelParameter"]

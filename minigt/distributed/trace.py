@@ -14,6 +14,8 @@ import os
 import threading
 import time
 
+from . import world
+
 _PATH = os.environ.get("MINIGT_TRACE") or None
 _ENABLED = _PATH is not None
 _NO_SPAN = contextlib.nullcontext()
@@ -56,8 +58,6 @@ class _Span:
 
 def write(path: str | None = None) -> None:
     """Gather every rank's events to rank 0, which writes them to `path` (collective)."""
-    from . import world
-
     comm = world.comm()
     # Event lists are small metadata, so mpi4py's pickling gather is fine here.
     per_rank = comm.gather(_events, root=0) if world.world_size() > 1 else [_events]

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from ..backends import array_module, cuda_available
+from ..backends import array_module, cuda_available, gpu_count
 from . import world
 from .world import Group
 
@@ -66,6 +66,9 @@ def release(comm) -> None:
         transport = _cache.pop(key)
         if isinstance(transport, NCCLTransport):
             transport.close()
+
+
+world.before_free.append(release)
 
 
 def path_for_backend(name: str) -> str:
@@ -143,35 +146,6 @@ def _memory_alloc_kinds() -> str:
 def _cuda_hint_in(environ) -> bool:
     """Whether the environment switches on an MPI's GPU support (a hint, not proof)."""
     return any(environ.get(name, "").lower() in ("1", "true", "yes") for name in _CUDA_MPI_HINTS)
-
-
-# ---- CuPy helpers (world.py and `python -m minigt info` use them) --------------------------------
-
-
-def gpu_count() -> int:
-    """How many GPUs this process sees (0 without CuPy)."""
-    if not cuda_available():
-        return 0
-    import cupy
-
-    return cupy.cuda.runtime.getDeviceCount()
-
-
-def use_gpu(index: int) -> None:
-    """Make GPU `index` current for this process."""
-    import cupy
-
-    cupy.cuda.Device(index).use()
-
-
-def gpu_names() -> list[str]:
-    """'cuda:N <name>' for each visible GPU."""
-    if not cuda_available():
-        return []
-    import cupy
-
-    props = cupy.cuda.runtime.getDeviceProperties
-    return [f"cuda:{i} {props(i)['name'].decode()}" for i in range(gpu_count())]
 
 
 # ---- the transports ------------------------------------------------------------------------------

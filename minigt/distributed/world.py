@@ -18,7 +18,7 @@ import threading
 import traceback
 from dataclasses import dataclass
 
-from ..backends import cuda_available
+from ..backends import cuda_available, gpu_count, use_gpu
 
 # What each launcher sets in the processes it starts: (rank variable, size variable or None).
 _LAUNCHER_VARIABLES = (
@@ -61,6 +61,7 @@ class _Parallel:
 
 
 _world_group: Group | None = None
+before_free: list = []  # called with a communicator about to be freed (transports drop theirs)
 _parallel: _Parallel | None = None  # None: tensor_parallel 1, the default
 
 
@@ -192,11 +193,10 @@ def _free_parallel() -> None:
     global _parallel
     if _parallel is None:
         return
-    from .transports import release
-
     for group in (_parallel.tensor, _parallel.data):
         if group.comm is not None and group.comm is not _world.comm:
-            release(group.comm)
+            for hook in before_free:
+                hook(group.comm)
             group.comm.Free()
     _parallel = None
 
@@ -205,8 +205,6 @@ def bind_device() -> str:
     """Make GPU local_rank % GPU count current on this rank; returns it ('cpu' without CuPy)."""
     if not cuda_available():
         return "cpu"
-    from .transports import gpu_count, use_gpu
-
     index = local_rank() % gpu_count()
     use_gpu(index)
     return f"cuda:{index}"

@@ -1,8 +1,7 @@
 """Parameter: a tensor that a Module registers as learnable."""
 from __future__ import annotations
 
-from ..creation import as_array
-from ..tensor import Tensor
+from ..tensor import Tensor, as_array
 
 
 class Parameter(Tensor):
@@ -33,6 +32,13 @@ class Parameter(Tensor):
     def local_part(self, whole):
         """What this rank keeps of a whole value load_state_dict() is given."""
         return whole
+
+    @staticmethod
+    def combine_parts(value, op: str):
+        """A sum ('sum') or maximum ('max') over this kind of parameter's elements, from this
+        rank's part of them to all of them (clip_grad_norm_'s norm): a whole parameter is all
+        here, so the value as it is; a split parameter combines the parts across ranks."""
+        return value
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()

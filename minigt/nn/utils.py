@@ -1,6 +1,7 @@
 """Training utilities: gradient clipping."""
 from __future__ import annotations
 
+import functools
 import math
 from typing import Iterable
 
@@ -8,6 +9,7 @@ from .. import backends
 from ..autograd import no_grad
 from ..backends import array_module
 from ..tensor import Tensor
+from .parameter import Parameter
 
 
 def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
@@ -19,11 +21,15 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float,
     if not params:
         return Tensor(0.0)
     norm_type = float(norm_type)
-    # Tensor-parallel weights hold a slice each: their part of the norm is combined over the
-    # tensor group (once), while replicated parameters count once as they are.
-    split = [p for p in params if getattr(p, "split_dim", None) is not None]
-    whole = [p for p in params if getattr(p, "split_dim", None) is None]
-    total = _combine(_norm_part(whole, norm_type), _split_norm_part(split, norm_type), norm_type)
+    # Each kind of parameter says how its part of the norm on this rank combines with the other
+    # ranks' (a tensor-parallel slice: over its tensor group, once for all such slices).
+    kinds: dict = {}
+    for p in params:
+        kind = type(p) if isinstance(p, Parameter) else Parameter
+        kinds.setdefault(kind.combine_parts, []).append(p)
+    op = "max" if norm_type == math.inf else "sum"
+    parts = [combine(_norm_part(same, norm_type), op) for combine, same in kinds.items()]
+    total = functools.reduce(lambda a, b: _combine(a, b, norm_type), parts)
     if norm_type != math.inf:
         total **= 1.0 / norm_type
     first = params[0].grad.data
@@ -76,21 +82,6 @@ def _norm_part(params: list, norm_type: float):
     if norm_type == math.inf:
         return max(float(xp.abs(p.grad.data).max()) for p in params)
     return sum(float((xp.abs(p.grad.data) ** norm_type).sum()) for p in params)
-
-
-def _split_norm_part(params: list, norm_type: float) -> float:
-    """_norm_part of tensor-parallel slices, combined over the tensor group."""
-    if not params:
-        return 0.0
-    import numpy as np
-
-    from ..distributed import collectives, world
-
-    part = _norm_part(params, norm_type)
-    local = np.asarray(part) if isinstance(part, float) else part
-    op = "max" if norm_type == math.inf else "sum"
-    total = collectives.all_reduce(local, op, group=world.tensor_group())
-    return float(total) if isinstance(part, float) else total
 
 
 def _combine(a, b, norm_type: float):

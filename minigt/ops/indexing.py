@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numbers
 
+from .. import autograd
 from ..autograd import Function
 from ..backends import array_module, scatter_add
 from ..tensor import Tensor
@@ -57,11 +58,8 @@ class GetItem(Function):
 
 def getitem(x: Tensor, index) -> Tensor:
     """Select elements as NumPy indexing does; differentiable (repeated indices accumulate)."""
-    if _is_sharded(index):  # a lookup (embedding) with sharded indices: see minigt.distributed
-        from ..distributed.shape_rules import lookup
-
-        return lookup(GetItem, x, index)
-    _refuse_partial_indices(x, index)
+    if _holds_placed_tensor(index):  # a sharded index (an embedding lookup, say): only
+        return autograd.sharded_dispatch(GetItem, (x,), {"index": index})  # its rule knows
     index = normalize_index(index, x.data)
     try:
         return GetItem.apply(x, index=index)
@@ -69,21 +67,9 @@ def getitem(x: Tensor, index) -> Tensor:
         raise IndexError(f"getitem: index {_describe(index)} is invalid for shape {x.shape}: {error}") from None
 
 
-def _is_sharded(index) -> bool:
-    return isinstance(index, Tensor) and index.placement is not None and index.placement.is_shard()
-
-
-def _refuse_partial_indices(x: Tensor, index) -> None:
-    """An index tensor that is sharded or Partial (minigt.distributed) holds only this rank's
-    part, which indexing would silently take for the whole: refuse it (no sharding rule yet)."""
+def _holds_placed_tensor(index) -> bool:
     parts = index if isinstance(index, tuple) else (index,)
-    split = [p for p in parts if isinstance(p, Tensor) and p.placement is not None
-             and not p.placement.is_replicate()]
-    if split:
-        from ..distributed.dispatch import no_rule
-
-        raise no_rule("getitem", [x, *split], "an index tensor is sharded or partial, so each rank "
-                                               "holds only part of it")
+    return any(isinstance(p, Tensor) and p.placement is not None for p in parts)
 
 
 def _describe(index) -> str:

@@ -10,6 +10,7 @@ from ..backends import array_module
 from ..tensor import Tensor
 from .comparison import argmax, argmin
 from .dims import keep, normalize_dim, reduction_dims
+from .unary import sqrt
 
 
 def _regrow(g, shape, axes, keepdim):
@@ -231,8 +232,6 @@ def var(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None, a
 def std(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
         keepdims=False) -> Tensor:
     """Standard deviation: the square root of `var` with the same arguments."""
-    from .unary import sqrt
-
     return sqrt(var(x, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims))
 
 

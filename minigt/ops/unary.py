@@ -6,7 +6,7 @@ import math
 
 
 from ..autograd import Function
-from ..backends import array_module, erf, to_device
+from ..backends import array_module, device_of, erf, to_device
 from ..tensor import Tensor
 
 
@@ -183,8 +183,6 @@ class ToDevice(Function):
     """x copied to another device;  dx = g copied back."""
 
     def forward(self, x, device):
-        from ..backends import device_of
-
         self.device = device_of(x)
         return to_device(x, device)
 

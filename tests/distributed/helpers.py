@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import minigt
 import minigt.distributed as dist
-from minigt.distributed import collectives, gradsync, world
+from minigt.distributed import collectives, gradsync, placement, world
 
 RANK, SIZE = world.rank(), world.world_size()
 TOL = dict(rtol=1e-10, atol=1e-10)
@@ -72,7 +72,7 @@ def partial_parts(array: np.ndarray, seed: int) -> list[np.ndarray]:
 
 def local_part(array: np.ndarray, dim: int, rank: int = RANK) -> np.ndarray:
     """Rank `rank`'s part of `array` cut along `dim` the standard way."""
-    start, stop = collectives.shard_range(array.shape[dim], SIZE, rank)
+    start, stop = placement.shard_range(placement.shard_sizes(array.shape[dim], SIZE), rank)
     return np.take(array, np.arange(start, stop), axis=dim)
 
 

@@ -11,7 +11,7 @@ from minigt import nn
 
 @pytest.fixture
 def auto_shard(monkeypatch):
-    monkeypatch.setattr(minigt.creation, "AUTO_SHARD", True)
+    monkeypatch.setattr(minigt.creation, "auto_shard_hook", dist.auto_shard)
 
 
 def test_data_is_sharded_along_dim_0(auto_shard):

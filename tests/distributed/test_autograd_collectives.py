@@ -14,7 +14,7 @@ from helpers import RANK, SIZE, TOL, count_calls, uneven
 
 import minigt
 import minigt.distributed as dist
-from minigt.distributed import collectives
+from minigt.distributed import collectives, placement
 
 
 def rank_data(rank: int, shape, seed: int = 0) -> np.ndarray:
@@ -99,12 +99,12 @@ def test_all_gather_uneven(dim, device):
 @pytest.mark.parametrize("dim", [0, 1])
 def test_reduce_scatter(n, dim, device):
     shape = with_dim((3, 4), dim, n)
-    sizes = collectives.shard_sizes(n, SIZE)
+    sizes = placement.shard_sizes(n, SIZE)
     part_shapes = [with_dim(shape, dim, s) for s in sizes]
     out, grad = run_collective(lambda x: dist.reduce_scatter(x, dim), [shape] * SIZE, part_shapes,
                                device)
 
-    start, stop = collectives.shard_range(n, SIZE, RANK)
+    start, stop = placement.shard_range(placement.shard_sizes(n, SIZE), RANK)
     total = sum(rank_data(r, shape) for r in range(SIZE))
     np.testing.assert_allclose(out, np.take(total, np.arange(start, stop), axis=dim), **TOL)
     # dx_r = every rank's weights joined: an all-gather, the same on every rank
@@ -115,7 +115,7 @@ def test_reduce_scatter(n, dim, device):
 def test_all_gather_then_reduce_scatter_round_trip():
     """reduce_scatter(all_gather(x)) = SIZE · x for standard-size parts (2 rows: some empty),
     and so is its gradient w.r.t. x for w = 1."""
-    sizes = collectives.shard_sizes(2, SIZE)
+    sizes = placement.shard_sizes(2, SIZE)
     x = minigt.tensor(rank_data(RANK, (sizes[RANK], 3)), requires_grad=True)
     back = dist.reduce_scatter(dist.all_gather(x, 0), 0)
     back.sum().backward()

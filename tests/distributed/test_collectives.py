@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from minigt.backends import parse_device, to_device
-from minigt.distributed import collectives, trace, transports, world
+from minigt.distributed import collectives, placement, trace, transports, world
 
 RANK, SIZE = world.rank(), world.world_size()
 DTYPES = [np.float32, np.float64, np.int64, np.bool_]
@@ -63,10 +63,10 @@ def test_world_agrees_with_mpi():
 
 @pytest.mark.parametrize("n", [0, 1, 2, 5, 10])
 def test_shard_sizes_and_ranges_tile_the_rows(n):
-    sizes = collectives.shard_sizes(n, SIZE)
-    assert sum(sizes) == n and max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
-    ranges = [collectives.shard_range(n, SIZE, r) for r in range(SIZE)]
-    assert [stop - start for start, stop in ranges] == sizes
+    sizes = placement.shard_sizes(n, SIZE)
+    assert sum(sizes) == n and max(sizes) - min(sizes) <= 1 and list(sizes) == sorted(sizes, reverse=True)
+    ranges = [placement.shard_range(placement.shard_sizes(n, SIZE), r) for r in range(SIZE)]
+    assert [stop - start for start, stop in ranges] == list(sizes)
     assert [start for start, _ in ranges] == [0] + [stop for _, stop in ranges[:-1]]
 
 
@@ -133,7 +133,7 @@ def test_all_gather_uneven(device, dim, dtype, given):
 
 def test_all_gather_two_rows_over_every_rank(device):
     """With more ranks than rows, the last ranks hold empty parts."""
-    sizes = collectives.shard_sizes(2, SIZE)
+    sizes = placement.shard_sizes(2, SIZE)
     parts = [data(r, (sizes[r], 5), np.float64) for r in range(SIZE)]
     assert_matches(collectives.all_gather(on(device, parts[RANK]), 0), np.concatenate(parts))
 
@@ -158,7 +158,7 @@ def test_reduce_scatter(device, n, dim, dtype):
     shape[dim] = n
     parts = np.stack([data(r, tuple(shape), dtype) for r in range(SIZE)])
     total = np.any(parts, axis=0) if dtype == np.bool_ else parts.sum(axis=0).astype(dtype)
-    start, stop = collectives.shard_range(n, SIZE, RANK)
+    start, stop = placement.shard_range(placement.shard_sizes(n, SIZE), RANK)
     got = collectives.reduce_scatter(on(device, parts[RANK], contiguous=n == 7), dim)
     assert_matches(got, np.take(total, np.arange(start, stop), axis=dim))
 

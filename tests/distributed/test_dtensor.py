@@ -17,7 +17,7 @@ from helpers import (
 
 import minigt
 import minigt.distributed as dist
-from minigt.distributed import collectives
+from minigt.distributed import collectives, placement
 from minigt.distributed.placement import Partial, Replicate, Shard
 
 PLACEMENTS = [Shard(0), Shard(1), Replicate(), Partial()]
@@ -33,7 +33,7 @@ def test_shard_keeps_this_ranks_part(n, dim):
     x = global_array((n, 3) if dim == 0 else (3, n), seed=n)
     d = dist.shard(minigt.tensor(x), dim)
     assert d.placement == Shard(dim % 2) and d.shape == x.shape and len(d) == x.shape[0]
-    assert d.sizes == tuple(collectives.shard_sizes(n, SIZE))
+    assert d.sizes == tuple(placement.shard_sizes(n, SIZE))
     np.testing.assert_array_equal(d.local.numpy(), local_part(x, dim % 2))
     np.testing.assert_array_equal(d.numpy(), x)
 

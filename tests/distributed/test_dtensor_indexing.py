@@ -10,7 +10,7 @@ from helpers import SIZE, TOL, check_op, gather_objects, global_array, global_va
 
 import minigt
 import minigt.distributed as dist
-from minigt.distributed import collectives
+from minigt.distributed import placement
 from minigt.distributed.placement import Partial, Replicate, Shard
 
 
@@ -21,7 +21,7 @@ def test_slicing_the_sharded_dim_keeps_each_ranks_own_part(n, index):
     x = global_array((3, n), 15)
     out = check_op(lambda t: t[..., index], [x], [Shard(1)])
     kept = np.arange(n)[index]  # global positions the slice keeps; each rank keeps its own
-    ranges = [collectives.shard_range(n, SIZE, r) for r in range(SIZE)]
+    ranges = [placement.shard_range(placement.shard_sizes(n, SIZE), r) for r in range(SIZE)]
     assert out.placement == Shard(1)
     assert out.sizes == tuple(int(((lo <= kept) & (kept < hi)).sum()) for lo, hi in ranges)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from test_collectives import REFERENCE_REDUCE, assert_matches, data, lengths, on
 
-from minigt.distributed import collectives, trace, transports, world
+from minigt.distributed import collectives, placement, trace, transports, world
 from minigt.distributed.world import Group
 
 RANK, SIZE = world.rank(), world.world_size()
@@ -123,7 +123,7 @@ def test_all_gather_uneven(device, group, dim):
 def test_reduce_scatter(device, group, n):
     g, ranks = group
     parts = np.stack([data(r, (n, 3), np.int64) for r in ranks])
-    start, stop = collectives.shard_range(n, g.size, g.rank)
+    start, stop = placement.shard_range(placement.shard_sizes(n, g.size), g.rank)
     assert_matches(collectives.reduce_scatter(on(device, parts[g.rank]), 0, group=g),
                    parts.sum(axis=0)[start:stop])
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import minigt
-from minigt.distributed import collectives, world
+from minigt.distributed import placement, world
 from minigt.distributed.placement import Shard
 
 
@@ -215,7 +215,7 @@ def factorizations(total: int, max_dims: int = 4) -> list[tuple]:
 def reshape_possible(shape, dim, target) -> str:
     """Whether some output dim holds each rank's part as one block of whole rows, worked out by
     brute force on an array of owners (EITHER when one rank owns everything)."""
-    sizes = collectives.shard_sizes(shape[dim], world.world_size())
+    sizes = placement.shard_sizes(shape[dim], world.world_size())
     owners = np.repeat(np.arange(len(sizes)), sizes).reshape([-1 if i == dim else 1 for i in range(len(shape))])
     owners = np.broadcast_to(owners, shape).reshape(target)
     if len(np.unique(owners)) < 2:
@@ -341,8 +341,8 @@ def linear_cases(draw):
             return ERROR if isinstance(px, Shard) and px.dim == features and bias else OK
         if pw == Shard(0) and replicated(px) and all(p == Shard(0) for p in pb):
             return OK  # column parallel
-        if pw == Shard(1) and px == Shard(features) and not bias:
-            return OK  # row parallel
+        if pw == Shard(1) and (px == Shard(features) or replicated(px)) and not bias:
+            return OK  # row parallel (a replicated x is sliced to this rank's features)
         return ERROR
 
     return Case("linear", lambda *ts: F.linear(*ts), arrays, oracle, "linear", dict(bias=bias))

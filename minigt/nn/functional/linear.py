@@ -9,7 +9,6 @@ import numpy as np
 from ... import backends
 from ...backends import array_module
 from ...ops import where
-from ...ops.indexing import _refuse_partial_indices
 from ...ops.dims import same_device
 from ...tensor import Tensor
 
@@ -85,16 +84,13 @@ def _embedding_checked(index: Tensor, weight: Tensor) -> Tensor:
 
 
 def _embedding_unchecked(index: Tensor, weight: Tensor) -> Tensor:
-    """embedding() without reading the indices on the host: indices out of range look up row 0,
-    and their output rows are replaced by NaN (for floating weights)."""
-    if index.placement is not None:  # the lookup below sees index.data: refuse a sharded one
-        _refuse_partial_indices(weight, index)
-    rows = weight.shape[0]
-    xp = array_module(index.data)
-    inside = (index.data >= 0) & (index.data < rows)
-    out = weight[Tensor._make(xp.where(inside, index.data, 0), False, None)]
+    """embedding() without reading the indices on the host: an index out of range looks up the
+    nearest row, and its output row is replaced by NaN (for floating weights), so that row gets
+    no gradient from it. Written with ops, so a sharded index works as on the CPU."""
+    safe = index.clamp(0, weight.shape[0] - 1)
+    out = weight[safe]
     if weight.dtype.kind == "f":
-        out = where(Tensor._make(inside[..., None], False, None), out, float("nan"))
+        out = where((safe == index).unsqueeze(-1), out, float("nan"))
     return out
 
 
