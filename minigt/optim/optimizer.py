@@ -192,6 +192,17 @@ def pieces(target, *others):
         yield (*(None if a is None else a[start:stop] for a in flat), scratch[:stop - start])
 
 
+_SMALL = 1 << 12  # elements: see `is_small`
+
+
+def is_small(array) -> bool:
+    """Whether `array` is small enough (4K elements) for the textbook update, which makes a dozen
+    temporaries its size: they then come cached from the allocator's free lists and the step costs
+    what an in-place one does. Past that they cost memory traffic, and from 128 KiB each is a
+    fresh mapping, page faults and all (an Adam step on 64K float32 elements: about 5x slower)."""
+    return array.size <= _SMALL
+
+
 def add_scaled_(target, alpha: float, x) -> None:
     """target += alpha·x in place, piece by piece (see `pieces`)."""
     xp = array_module(target)
