@@ -7,7 +7,9 @@ import minigt
 from minigt import optim
 from nn.reference import to_both, torch, torch_device  # tests/ is on sys.path (rootdir conftest)
 
-SHAPES = [(3, 4), (4,), ()]  # a matrix, a vector and a 0-d parameter
+# a matrix, a vector and a 0-d parameter take the textbook update; the last, past one 64K
+# piece, the in-place one piece by piece (see minigt/optim/sgd.py)
+SHAPES = [(3, 4), (4,), (), (257, 256)]
 TOLERANCE = {np.float64: dict(rtol=1e-9, atol=1e-12), np.float32: dict(rtol=1e-4, atol=1e-6)}
 
 CONFIGS = [
