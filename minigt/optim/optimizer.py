@@ -14,6 +14,7 @@ import numpy as np
 
 from ..autograd import enable_grad, no_grad
 from ..backends import ARRAY_TYPES, array_module, device_of, to_device
+from ..nn.parameter import Parameter
 from ..tensor import Tensor
 
 
@@ -221,7 +222,7 @@ def axpy(alpha: float, x, y):
 def _whole(param: Tensor, value: Any) -> Any:
     """A state entry as state_dict() gives it: a tensor shaped like a parameter is the whole of
     it (`Parameter.full_value`); anything else (a step count) as it is."""
-    if isinstance(value, Tensor) and hasattr(param, "full_value") and value.shape == param.shape:
+    if isinstance(value, Tensor) and isinstance(param, Parameter) and value.shape == param.shape:
         return param.full_value(value)
     return value
 
@@ -232,7 +233,7 @@ def _state_value_for(param: Tensor, key: str, value: Any, index: int) -> Any:
     if not isinstance(value, (Tensor, *ARRAY_TYPES)):
         return value
     array = value.data if isinstance(value, Tensor) else value
-    if hasattr(param, "local_part"):  # a split parameter keeps its own slice of the whole
+    if isinstance(param, Parameter):  # a split parameter keeps its own slice of the whole
         array = param.local_part(array)
     if tuple(array.shape) != param.shape:
         raise ValueError(f"optimizer load_state_dict: state {key!r} of parameter {index} has shape "
