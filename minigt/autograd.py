@@ -208,9 +208,9 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
         )
     xp_data = tensor.data
     if gradient is None:
-        if xp_data.size != 1:
+        if tensor.numel() != 1:  # numel and shape: a sharded output's global ones
             raise RuntimeError(
-                f"backward(): the output has shape {tuple(xp_data.shape)}; a gradient can be implied "
+                f"backward(): the output has shape {tensor.shape}; a gradient can be implied "
                 "only for a single-element output. Pass gradient=<tensor of the same shape>, "
                 "or reduce first (e.g. .sum())."
             )

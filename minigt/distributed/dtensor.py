@@ -225,31 +225,31 @@ def use_replicated(t: Tensor) -> Tensor:
     return ReplicatedUse.apply_local((t,), {})
 
 
-def redistribute(t: Tensor, target: Placement) -> DTensor:
-    """`t` (a DTensor, or a plain tensor taken as replicated) with placement `target`."""
+def redistribute(t: Tensor, target: Placement, sizes=None) -> DTensor:
+    """`t` (a DTensor, or a plain tensor taken as replicated) with placement `target`; for a
+    Shard target, parts of lengths `sizes` (the standard split when None)."""
     source, shape = placement_of(t), t.shape
     if isinstance(target, Shard):
         if not -len(shape) <= target.dim < len(shape):
             raise IndexError(f"redistribute: Shard({target.dim}) is out of range for shape {shape}")
         target = Shard(target.dim % len(shape))
-    if source == target:
+        sizes = standard_sizes(shape[target.dim]) if sizes is None else tuple(sizes)
+    if source == target and (sizes is None or t.sizes == sizes):
         if isinstance(t, DTensor):
             return t
         # through an identity Function, so a leaf `t` still receives the gradient
         return DTensor._wrap(Alias.apply_local((t,), {}), source, shape)
     if isinstance(source, Shard) and isinstance(target, Shard):  # via the whole value, on request
-        return redistribute(redistribute(t, Replicate()), target)
+        return redistribute(redistribute(t, Replicate()), target, sizes)
     if isinstance(source, Shard) and isinstance(target, Replicate):
         out = GatherShards.apply_local((t,), {"dim": source.dim, "sizes": t.sizes})
         return DTensor._wrap(out, target, shape)
     if isinstance(source, Replicate) and isinstance(target, Shard):
-        sizes = standard_sizes(shape[target.dim])
         out = TakeShard.apply_local((t,), {"dim": target.dim, "sizes": sizes})
         return DTensor._wrap(out, target, shape, sizes)
     if isinstance(source, Partial) and isinstance(target, Replicate):
         return DTensor._wrap(ReducePartial.apply_local((t,), {}), target, shape)
     if isinstance(source, Partial) and isinstance(target, Shard):
-        sizes = standard_sizes(shape[target.dim])
         out = ScatterPartial.apply_local((t,), {"dim": target.dim, "sizes": sizes})
         return DTensor._wrap(out, target, shape, sizes)
     raise ValueError(

@@ -7,16 +7,20 @@ Summary (S = Shard(d), R = Replicate, P = Partial; plain tensors count as R):
   elementwise     S with R -> S (R sliced locally if it spans d);  R with R -> R;
                   P stays P only through linear ops (P+P, -P, P*R, P/R); else P is all-reduced
   reductions      over unsharded dims -> local, S keeps its dim;  sum/mean over d -> P;
-                  other reductions over d -> error (redistribute first)
-  softmax-like    along an unsharded dim -> local;  along d -> error
+                  max/min/any/all (and argmax/argmin, max(dim)) over d -> each part's, then
+                  one MAX/MIN all-reduce -> R (extreme_rules.py)
+  softmax-like    along an unsharded dim -> local
   matmul          S(row)@R -> S(row);  R@S(col) -> S(col);  S(k)@S(k), S(k)@R, R@S(k) -> P;
+                  S(row)@S(any) -> b gathered, then S(row)@R;
                   batched dims sharded alike -> local;  1-D operands as one-row/column matrices
   (shape_rules.py)
-  reshape         the sharded dim is remapped when its parts stay contiguous, else error
+  reshape         the sharded dim is remapped when its parts stay contiguous
   permute, expand the sharded dim moves with the dims
   cat             along an unsharded dim -> local
   getitem         slices of d: each rank keeps the part it owns (maybe uneven);  an int on d -> P;
-                  an integer array on d -> P (each rank picks what it owns);  a mask on d -> error
+                  an integer array on d -> P (each rank picks what it owns)
+Anything else (a softmax along d, shards of different lengths, a mask along d) is redistributed
+first to placements a rule takes, cheapest first (see dispatch.redistributed).
 Every R operand of an op with a non-R output passes `use_replicated`, so its gradient is summed
 over ranks (see dtensor.py).
 """
@@ -32,6 +36,7 @@ from ..ops import linalg, reductions as red, shape as shp
 from ..tensor import Tensor
 from .dispatch import contract_sharded, no_rule, run_local, settle_partials, sharding_rule, slice_replicated
 from .dtensor import placement_of, redistribute, use_replicated
+from .extreme_rules import ShardedAnyAll, ShardedArgExtreme, ShardedExtreme, ShardedExtremeAlongDim
 from .placement import Partial, Replicate, Shard
 
 
@@ -134,8 +139,14 @@ def reduction(cls, inputs, params):
         scale = Tensor._make(xp.asarray(1 / count if count else np.nan, dtype=total.data.dtype),
                              False, None)
         return run_local(ew.Mul, [total, scale], {}, Partial(), shape)
+    if cls in SHARDED_REDUCTIONS:  # max, min, any, all: each part's, then one all-reduce
+        return run_local(SHARDED_REDUCTIONS[cls], [x], params, Replicate(), shape)
     raise no_rule(cls.__name__, inputs, f"it reduces over the sharded dim {p.dim}, which needs the "
                                         "whole dim on one rank")
+
+
+SHARDED_REDUCTIONS = {red.Extreme: ShardedExtreme, cmp.AnyAll: ShardedAnyAll,
+                      red.ExtremeAlongDim: ShardedExtremeAlongDim, cmp.ArgExtreme: ShardedArgExtreme}
 
 
 @sharding_rule(red.Softmax, red.LogSoftmax, red.ExtremeAlongDim, cmp.ArgExtreme)
@@ -148,6 +159,8 @@ def along_dim(cls, inputs, params):
     p = placement_of(x)
     if p.is_replicate():
         return run_local(cls, [x], params, Replicate(), shape)
+    if dim == p.dim and cls in SHARDED_REDUCTIONS:
+        return run_local(SHARDED_REDUCTIONS[cls], [x], {**params, "sizes": x.sizes}, Replicate(), shape)
     if dim is None or dim == p.dim:
         raise no_rule(cls.__name__, [x], f"it works along the sharded dim {p.dim}")
     new_dim = p.dim - (0 if shape_kept or keepdim or dim > p.dim else 1)
@@ -180,6 +193,8 @@ def matmul(cls, inputs, params):
     contracted = contract_sharded(cls, a, a.ndim - 1, b, b.ndim - 2, params, shape)
     if contracted is not None:  # S(k) @ S(k), S(k) @ R or R @ S(k) -> Partial
         return contracted
+    if pa.is_shard(a.ndim - 2) and pb.is_shard():  # rows of a, b split: gather b, as GT did
+        b, pb = redistribute(b, Replicate()), Replicate()
     if pa.is_shard(a.ndim - 1) or pb.is_shard(b.ndim - 2):
         raise no_rule("matmul", inputs, "the contracted dims are sharded differently")
     if pa.is_shard(a.ndim - 2) and pb.is_replicate():  # rows

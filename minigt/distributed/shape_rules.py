@@ -13,6 +13,7 @@ from ..backends import array_module, host_checks
 from ..ops import elementwise as ew
 from ..ops import reductions as red
 from ..ops import shape as shp
+from ..ops import unary as un
 from ..ops.indexing import GetItem, normalize_index
 from ..tensor import Tensor
 from .dispatch import no_rule, run_local, settle_partials, sharding_rule, slice_replicated
@@ -206,12 +207,19 @@ def getitem(cls, inputs, params):
         kept = [c if k != at else slice(None) for k, (c, _) in enumerate(tagged)]
         position = _output_position(_components(tuple(kept), x.ndim), p.dim)
         picked = cls.apply_local((x,), {"index": tuple(local_parts)})
-        out = red.Sum.apply_local((picked,), {"axes": (position,), "keepdim": False})
+        out = _summed_like(x, picked, (position,))
         return DTensor._wrap(out, Partial(), out.data.shape)
     arrays = [c for c, _ in tagged if getattr(c, "ndim", 0) > 0]
     if len(arrays) == 1 and entry.dtype.kind in "iu":
         return _pick_owned(cls, x, tagged, at, p.dim)
     raise no_rule("getitem", [x], f"a mask, or several index arrays, along the sharded dim {p.dim}")
+
+
+def _summed_like(x, t, axes):
+    """t summed over `axes` (all when None) in x's dtype: a sum of bools or int32 would widen
+    to int64, where one process's indexing keeps x's dtype."""
+    out = red.Sum.apply_local((t,), {"axes": axes, "keepdim": False})
+    return out if out.dtype == x.dtype else un.Cast.apply_local((out,), {"dtype": x.dtype})
 
 
 def _pick_owned(cls, x, tagged, at: int, dim: int):
@@ -230,7 +238,7 @@ def _pick_owned(cls, x, tagged, at: int, dim: int):
     if hi == lo:  # no entries here: zeros shaped like the result, still on the graph
         parts[at] = np.zeros(index.shape, dtype=np.intp)
         shape = np.broadcast_to(np.zeros((), bool), x.shape)[tuple(parts)].shape
-        nothing = red.Sum.apply_local((x,), {"axes": None, "keepdim": False})  # 0 (no elements)
+        nothing = _summed_like(x, x, None)  # 0: there are no elements here
         out = shp.BroadcastTo.apply_local((nothing,), {"shape": shape})
         return DTensor._wrap(out, Partial(), shape)
     owned = (index >= lo) & (index < hi)

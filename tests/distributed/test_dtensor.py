@@ -17,7 +17,7 @@ from helpers import (
 
 import minigt
 import minigt.distributed as dist
-from minigt.distributed import collectives, placement
+from minigt.distributed import collectives, dispatch, placement
 from minigt.distributed.placement import Partial, Replicate, Shard
 
 PLACEMENTS = [Shard(0), Shard(1), Replicate(), Partial()]
@@ -198,11 +198,12 @@ def test_matmul_placements(case, device):
     assert out.placement == expected
 
 
-def test_matmul_rows_by_columns_has_no_rule():
-    a = dist.shard(minigt.tensor(global_array((4, 3), 13)), 0)
-    b = dist.shard(minigt.tensor(global_array((3, 4), 14)), 1)
-    with pytest.raises(dist.ShardingError, match="(?i)matmul"):
-        a @ b
+@pytest.mark.parametrize("b_dim", [0, 1], ids=["S0@S0", "S0@S1"])
+def test_matmul_of_split_rows_by_a_split_matrix_gathers_the_matrix(b_dim):
+    before = dispatch.redistributions["MatMul"]
+    out = check_op(lambda a, b: a @ b, [global_array((5, 3), 13), global_array((3, 4), 14)],
+                   [Shard(0), Shard(b_dim)])
+    assert out.placement == Shard(0) and dispatch.redistributions["MatMul"] == before  # native
 
 
 @pytest.mark.parametrize("fn, expected", [
@@ -268,37 +269,49 @@ def test_an_integer_cast_keeps_the_sharding_and_drops_the_gradient():
     assert as_int.placement == Shard(0) and as_int.shape == (4, 2) and not as_int.requires_grad
 
 
-# ---- clear errors where there is no rule ---------------------------------------------------------
+# ---- where no rule runs the placements as they are: redistributed, the same numbers -----------------
 
-NO_RULE = [
+def placed(x, placement):
+    """x redistributed when it is a DTensor (the one-process reference stays plain)."""
+    return x.redistribute(placement) if isinstance(x, dist.DTensor) else x
+
+
+NO_NATIVE_RULE = [
     ("Softmax", lambda x: x.softmax(0)), ("LogSoftmax", lambda x: x.log_softmax(0)),
-    ("Extreme", lambda x: x.amax(0)), ("Var", lambda x: x.var()), ("LogSumExp", lambda x: x.logsumexp(0)),
-    ("reshape", lambda x: x.redistribute(Shard(1)).reshape(12, 2)),
-    ("cat", lambda x: minigt.cat([x, x], 0)),
-    ("cat", lambda x: minigt.cat([x, x.redistribute(Shard(1))], 2)),
-    ("broadcast_to", lambda x: x[:1].expand(5, 3, 2)), ("getitem", lambda x: x[::-1]),
-    ("getitem", lambda x: x[minigt.tensor([True, False, True, False])]),
-    ("getitem", lambda x: x[minigt.tensor([0, 2]), minigt.tensor([1, 0])]),
-    ("Add", lambda x: x + x.redistribute(Shard(1))),
+    ("Var", lambda x: x.var()), ("LogSumExp", lambda x: x.logsumexp(0)),
+    ("Reshape", lambda x: placed(x, Shard(1)).reshape(12, 2)),
+    ("Cat", lambda x: minigt.cat([x, x], 0)),
+    ("Cat", lambda x: minigt.cat([x, placed(x, Shard(1))], 2)),
+    ("BroadcastTo", lambda x: x[:1].expand(5, 3, 2)), ("GetItem", lambda x: x[::-1]),
+    ("GetItem", lambda x: x[minigt.tensor([True, False, True, False])]),
+    ("GetItem", lambda x: x[minigt.tensor([0, 2]), minigt.tensor([1, 0])]),
+    ("Add", lambda x: x + placed(x, Shard(1))),
     ("Add", lambda x: x[:1] + x),
-    ("Mul", lambda x: x[:1] * x.redistribute(Replicate())),  # would broadcast the sharded dim
-    ("MatMul", lambda x: x[:1] @ x.redistribute(Replicate()).transpose(1, 2)),
+    ("Mul", lambda x: x[:1] * placed(x, Replicate())),  # would broadcast the sharded dim
+    ("MatMul", lambda x: x[:1] @ placed(x, Replicate()).transpose(1, 2)),
+    ("Add", lambda x: x[1:] + x[:-1]),  # parts cut differently
 ]
 
 
-@pytest.mark.parametrize("op, fn", NO_RULE, ids=[f"{i}-{op}" for i, (op, _) in enumerate(NO_RULE)])
-def test_no_rule_is_a_clear_error(op, fn):
-    x = dist.shard(minigt.tensor(global_array((4, 3, 2), 22)), 0)
-    with pytest.raises(dist.ShardingError) as info:
-        fn(x)
-    message = str(info.value)
-    assert op in message and "Shard(" in message and "edistribute" in message
+@pytest.mark.parametrize("op, fn", NO_NATIVE_RULE, ids=[f"{i}-{op}" for i, (op, _) in enumerate(NO_NATIVE_RULE)])
+def test_an_op_with_no_native_rule_redistributes_and_gives_the_one_process_answer(op, fn):
+    before = dispatch.redistributions[op]
+    check_op(fn, [global_array((4, 3, 2), 22)], [Shard(0)])
+    assert dispatch.redistributions[op] > before
 
 
-def test_parts_cut_differently_do_not_combine():
-    by_rank = dist.from_local(minigt.ones(RANK + 1, 2), Shard(0))  # sizes 1, 2, 3, ...
-    standard = dist.shard(minigt.ones(by_rank.shape[0], 2), 0)
-    if by_rank.sizes == standard.sizes:
-        pytest.skip("one rank: the cuts agree")
-    with pytest.raises(dist.ShardingError, match="Add.*unevenly"):
-        by_rank + standard
+def test_parts_cut_differently_are_cut_alike_before_they_combine():
+    by_rank = dist.from_local(minigt.arange(RANK + 1.0).reshape(-1, 1), Shard(0))  # sizes 1, 2, 3, ...
+    standard = dist.shard(minigt.ones(by_rank.shape[0], 1), 0)
+    total = by_rank + standard
+    expected = np.concatenate([np.arange(r + 1.0) for r in range(SIZE)])[:, None] + 1
+    np.testing.assert_array_equal(total.numpy(), expected)
+    assert total.placement == Shard(0) and total.sizes == by_rank.sizes  # the first input's cut
+
+
+def test_redistribute_to_the_same_shard_dim_recuts_uneven_parts():
+    x = global_array((5, 2), 30)
+    shifted = dist.shard(minigt.tensor(x), 0)[1:]  # sizes no longer the standard split of 4 rows
+    recut = shifted.redistribute(Shard(0))
+    assert recut.sizes == tuple(placement.shard_sizes(4, SIZE))
+    np.testing.assert_array_equal(recut.numpy(), x[1:])

@@ -43,15 +43,18 @@ def test_an_int_on_the_sharded_dim_gives_partial(i):
 
 @pytest.mark.parametrize("index_placement", [Shard(0), Partial()], ids=["S0", "P"])
 @pytest.mark.parametrize("x_placement", [None, Replicate(), Shard(0)], ids=["plain", "R", "S0"])
-def test_an_index_tensor_split_across_ranks_is_refused(index_placement, x_placement):
-    """Each rank holds part of such an index: using it as the whole would be silently wrong."""
-    x = make_input(global_array((5, 3), 24), x_placement, requires_grad=False)
-    rows = minigt.tensor(np.array([2, 0, 1, 1]))
-    index = dist.from_local(rows, Partial()) if isinstance(index_placement, Partial) else dist.shard(rows, 0)
-    if x_placement is None and isinstance(index_placement, Shard):
-        pytest.skip("a lookup of a whole table by sharded indices has a rule (see below)")
-    with pytest.raises(dist.ShardingError, match="getitem.*(index tensor|sharded)"):
-        x[index] if x_placement is None else x[:, index]
+def test_an_index_tensor_split_across_ranks_indexes_by_its_whole_value(index_placement, x_placement):
+    """Each rank holds part of such an index: it is used whole (gathered or summed), never as
+    the part."""
+    x = global_array((5, 5), 24)
+    rows = np.array([1, 0, 0, 1])
+    if isinstance(index_placement, Partial):
+        index, whole = dist.from_local(minigt.tensor(rows), Partial()), rows * SIZE
+    else:
+        index, whole = dist.shard(minigt.tensor(rows), 0), rows
+    d = make_input(x, x_placement, requires_grad=False)
+    out = d[index] if x_placement is None else d[:, index]
+    np.testing.assert_array_equal(global_value(out), x[whole] if x_placement is None else x[:, whole])
 
 
 def test_a_lookup_by_sharded_indices_keeps_rows_sharded_and_sums_the_table_gradient():

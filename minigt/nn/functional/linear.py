@@ -75,7 +75,7 @@ def embedding(index: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
 def _embedding_checked(index: Tensor, weight: Tensor) -> Tensor:
     """embedding()'s lookup after checking on the host that every index is a row."""
     rows = weight.shape[0]
-    if index.numel() and not (index.data.min() >= 0 and index.data.max() < rows):
+    if index.data.size and not (index.data.min() >= 0 and index.data.max() < rows):  # this part
         bad = index.data[(index.data < 0) | (index.data >= rows)].ravel()[0]
         raise IndexError(
             f"embedding: index {int(bad)} is out of range for {rows} rows (expected 0..{rows - 1})"
