@@ -76,13 +76,24 @@ class DTensor(Tensor):
         return grad
 
     def __setitem__(self, index, value) -> None:
-        if not isinstance(self.placement, Replicate):
+        if isinstance(self.placement, Partial):
             raise ShardingError(
-                f"__setitem__ on a {self.placement!r} DTensor of shape {self.shape}: indices are "
-                "global but each rank holds a part. Build the value out of place (minigt.where), "
-                "or redistribute to Replicate() first."
+                f"__setitem__ on a Partial DTensor of shape {self.shape}: its value is the sum of "
+                "the ranks' parts, so a write into one part means nothing. Redistribute it to "
+                "Replicate() first."
             )
-        super().__setitem__(index, value)
+        if isinstance(value, DTensor):
+            with no_grad():
+                value = value.full_tensor()
+        if isinstance(self.placement, Replicate):
+            return super().__setitem__(index, value)
+        # Global indices: write into the whole value (gathered), then keep this rank's rows.
+        self._check_inplace("__setitem__")
+        whole = Tensor._make(self._global_array(), False, None)
+        whole[index] = value
+        start, stop = local_range(self.sizes)
+        self.data[...] = whole.data[(slice(None),) * self.placement.dim + (slice(start, stop),)]
+        self._bump_version()
 
     def _assign(self, op: str, new_data) -> DTensor:
         if isinstance(self.placement, Partial):
