@@ -96,10 +96,34 @@ class DTensor(Tensor):
         self._bump_version()
 
     def _assign(self, op: str, new_data) -> DTensor:
+        self._refuse_partial(op)
+        return super()._assign(op, new_data)
+
+    def _refuse_partial(self, op: str) -> None:
         if isinstance(self.placement, Partial):
             raise ShardingError(f"{op} on a Partial DTensor would change every rank's part; "
                                 "redistribute it to Replicate() first")
-        return super()._assign(op, new_data)
+
+    # In place with a global operand: the result by the rules, then this tensor's part of it.
+    def _my_part_of(self, op: str, compute):
+        self._refuse_partial(op)
+        self._check_inplace(op)
+        with no_grad():
+            return redistribute(compute(), self.placement, self.sizes).data
+
+    def copy_(self, src) -> DTensor:
+        whole = src if isinstance(src, Tensor) else Tensor(src, device=self.device)
+        return self._assign("copy_", self._my_part_of("copy_", lambda: whole))
+
+    def add_(self, other, alpha: float = 1.0) -> DTensor:
+        scaled = other if alpha == 1.0 else alpha * other
+        return self._arithmetic_("add_", self._my_part_of("add_", lambda: self + scaled))
+
+    def mul_(self, other) -> DTensor:
+        return self._arithmetic_("mul_", self._my_part_of("mul_", lambda: self * other))
+
+    def div_(self, other) -> DTensor:
+        return self._arithmetic_("div_", self._my_part_of("div_", lambda: self / other))
 
     def detach(self) -> DTensor:
         return DTensor._wrap(Tensor._make(self.data, False, None), self.placement, self.global_shape, self.sizes)

@@ -101,3 +101,17 @@ def test_indexing_a_sharded_integer_or_bool_tensor_keeps_its_dtype(dtype):
         assert got.dtype == dtype, (got.dtype, dtype)
         np.testing.assert_array_equal(global_value(got), want)
     assert SIZE >= 1
+
+
+@pytest.mark.parametrize("placement", [Shard(0), Shard(1), Replicate()], ids=["S0", "S1", "R"])
+def test_in_place_arithmetic_with_global_operands_keeps_the_placement(placement):
+    x = global_array((5, 2), 45)
+    d = dist.redistribute(minigt.tensor(x), placement)
+    d.add_(minigt.ones(5, 2))                                   # a plain (whole) operand
+    d.mul_(dist.shard(minigt.full((5, 2), 2.0), 0))             # a sharded one
+    d.div_(4.0)
+    d.sub_(minigt.ones(2), alpha=0.5)                           # broadcast
+    np.testing.assert_allclose(d.numpy(), (x + 1) * 2 / 4 - 0.5)
+    assert d.placement == placement
+    d.copy_(np.zeros((5, 2)))
+    np.testing.assert_array_equal(d.numpy(), 0.0)
