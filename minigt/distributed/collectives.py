@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..backends import array_module
-from . import trace, world
+from . import trace, transports, world
 from .placement import shard_sizes
 from .transports import select_transport
 from .world import Group
@@ -47,6 +47,19 @@ def all_reduce(array, op: str = "sum", *, group: Group | None = None, in_place: 
     with _span("all_reduce", g, transport, bytes=send.nbytes, op=op):
         transport.allreduce(send, recv, _wire_op(op, array.dtype))
     return _unwire(recv, array.dtype, op, g.size)
+
+
+def start_all_reduce(array, op: str = "sum", *, group: Group | None = None):
+    """Begin summing (op) the C-contiguous `array` over the group in place; returns a request
+    whose Wait() ends it and Test() helps it along. Transports without a nonblocking call do the
+    work at once. For large gradient buckets: backward goes on while they travel."""
+    _check_op(op, array.dtype)
+    g = _group(group)
+    if g.size == 1:
+        return transports.DONE
+    transport = select_transport(array, g)
+    with _span("start_all_reduce", g, transport, bytes=array.nbytes, op=op):
+        return transport.start_allreduce(array, _wire_op(op, array.dtype))
 
 
 def all_gather(array, dim: int = 0, sizes: Sequence[int] | None = None, *,

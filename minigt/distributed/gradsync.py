@@ -1,12 +1,18 @@
-"""Bucketed all-reduce of parameter gradients, once per backward.
+"""Gradients of replicated parameters, summed over the data group in a few flat buffers.
 
 A replicated parameter used by sharded compute (data parallelism) gets only this rank's share of
-its gradient. Rather than one all-reduce per parameter, backward hands each share to `defer`, and
-`flush` -- run by autograd when backward ends -- packs them into a few flat buffers, all-reduces
-each buffer once and adds the sums into `.grad`. Every rank runs the same graph, so every rank
-defers the same parameters in the same order and the buffers line up.
+its gradient: backward hands it to `defer`. The shares go straight into flat buckets (up to 32 MiB,
+one dtype and device each) laid out in the order backward first reached the parameters, and each
+parameter's `.grad` becomes a view of its slot: the summed buffer needs no unpacking. A bucket is
+all-reduced as soon as backward has filled every slot (nonblocking where the transport allows,
+so backward goes on meanwhile); `flush`, which autograd runs when backward ends, finishes the
+rest. Every rank runs the same graph, so buckets fill alike and their elements line up.
+
+The first backward has no layout yet: it holds the shares, and its flush lays out the buckets.
 """
 from __future__ import annotations
+
+import weakref
 
 from ..autograd import accumulate_into, post_backward_hooks
 from ..backends import array_module
@@ -14,16 +20,88 @@ from . import collectives, world
 
 BUCKET_BYTES = 32 * 2**20  # big enough that a step needs few calls, small enough to stay cheap
 
-_pending: dict = {}  # id(leaf) -> [leaf, summed share], in the order backward reached them
+
+class Bucket:
+    """A flat buffer holding the gradients of some parameters, one slot each, back to back."""
+
+    def __init__(self, entries: list):
+        share = entries[0][1]
+        self.xp, self.group = array_module(share), world.data_group()
+        self.leaves = [weakref.ref(leaf) for leaf, _ in entries]
+        self.shapes = [share.shape for _, share in entries]
+        self.starts = [0]
+        for _, share in entries:
+            self.starts.append(self.starts[-1] + share.size)
+        self.flat = self.xp.empty(self.starts[-1], share.dtype)
+        self.filled: set = set()  # slots written by this backward
+        self.target = self.flat   # where this backward's shares go (see `_begin`)
+        self.request = None       # the all-reduce in flight
+
+    def view(self, buffer, slot: int):
+        return buffer[self.starts[slot]:self.starts[slot + 1]].reshape(self.shapes[slot])
+
+    def add(self, slot: int, share) -> None:
+        if not self.filled:
+            self._begin()
+        if slot in self.filled:  # a parameter used twice in one graph
+            self.view(self.target, slot)[...] += share
+        else:
+            self.view(self.target, slot)[...] = share
+            self.filled.add(slot)
+        if len(self.filled) == len(self.leaves):
+            self.start()
+
+    def _begin(self) -> None:
+        """Choose where this backward's shares go: the flat buffer itself, unless a `.grad`
+        still views it (gradients accumulating over backward calls, no zero_grad between), whose
+        values the new sum must not overwrite: then a scratch buffer, added in afterwards."""
+        views = (leaf() for leaf in self.leaves)
+        holds = any(p is not None and p.grad is not None and p.grad.data.base is self.flat
+                    for p in views)
+        self.target = self.xp.empty_like(self.flat) if holds else self.flat
+
+    def start(self) -> None:
+        """Begin the all-reduce; slots no share reached this time are zeros."""
+        for slot in set(range(len(self.leaves))) - self.filled:
+            self.view(self.target, slot)[...] = 0
+        self.request = collectives.start_all_reduce(self.target, "sum", group=self.group)
+
+    def finish(self) -> None:
+        """Wait for the sum, then hand each parameter that got a share its slot."""
+        self.request.Wait()
+        for slot in sorted(self.filled):
+            leaf = self.leaves[slot]()
+            if leaf is not None:
+                # owned: a view of the flat buffer becomes .grad itself; a scratch one is new
+                accumulate_into(leaf, self.view(self.target, slot), owned=True)
+        self.filled.clear()
+        self.request = None
+
+
+_buckets: list = []
+_slots: dict = {}     # id(leaf) -> (bucket, slot)
+_unplaced: dict = {}  # id(leaf) -> [leaf, summed share]: no slot yet (first backward, new leaf)
+_late: dict = {}      # id(leaf) -> [leaf, share] arriving after its bucket was sent
 
 
 def defer(leaf, share) -> None:
-    """Hold this rank's share of `leaf`'s gradient until backward ends."""
-    entry = _pending.get(id(leaf))
+    """Take this rank's share of `leaf`'s gradient, to be summed over the data group."""
+    bucket = bucket_of(leaf)
+    if bucket is not None and bucket.request is None:
+        bucket.add(_slots[id(leaf)][1], share)
+        return
+    held = _unplaced if bucket is None else _late  # late: its bucket is already on its way
+    entry = held.get(id(leaf))
     if entry is None:
-        _pending[id(leaf)] = [leaf, share]
+        held[id(leaf)] = [leaf, share]
     else:
         entry[1] = entry[1] + share
+
+
+def bucket_of(leaf):
+    """The Bucket holding `leaf`'s gradient (None before its first data-parallel backward)."""
+    place = _slots.get(id(leaf))
+    return place[0] if place is not None and place[0].leaves[place[1]]() is leaf else None
 
 
 def buckets(entries: list, limit: int | None = None) -> list:
@@ -45,19 +123,45 @@ def buckets(entries: list, limit: int | None = None) -> list:
 
 
 def flush() -> None:
-    """All-reduce every deferred share, a bucket at a time, into the leaves' `.grad`."""
-    if not _pending:
-        return
-    entries = list(_pending.values())
-    _pending.clear()
-    for bucket in buckets(entries):
-        xp = array_module(bucket[0][1])
-        flat = xp.concatenate([share.reshape(-1) for _, share in bucket])
-        collectives.all_reduce(flat, "sum", group=world.data_group(), in_place=True)
-        start = 0
-        for leaf, share in bucket:  # the slices do not overlap: each can become a .grad as it is
-            accumulate_into(leaf, flat[start:start + share.size].reshape(share.shape), owned=True)
-            start += share.size
+    """Send the buckets backward left unfinished, then hand every summed share to its `.grad`;
+    lay out buckets for shares that had none."""
+    for bucket in _buckets:
+        if bucket.filled and bucket.request is None:
+            bucket.start()
+    for bucket in _buckets:
+        if bucket.request is not None:
+            bucket.finish()
+    if _late:  # summed in buckets of their own, used once
+        _summed(list(_late.values()), keep=False)
+        _late.clear()
+    if _unplaced:
+        _forget_stale_buckets()
+        _summed(list(_unplaced.values()), keep=True)
+        _unplaced.clear()
+
+
+def _summed(entries: list, keep: bool) -> None:
+    """All-reduce these [leaf, share] entries in new buckets; with `keep`, the layout of later
+    backward calls."""
+    for group in buckets(entries):
+        bucket = Bucket(group)
+        for slot, (leaf, share) in enumerate(group):
+            if keep:
+                _slots[id(leaf)] = (bucket, slot)
+            bucket.add(slot, share)  # the last one sends the bucket
+        bucket.finish()
+        if keep:
+            _buckets.append(bucket)
+
+
+def _forget_stale_buckets() -> None:
+    """Drop buckets of another data group (init_parallel changed it) or of dead parameters."""
+    live = [b for b in _buckets if b.group is world.data_group() and
+            all(ref() is not None for ref in b.leaves)]
+    if len(live) < len(_buckets):
+        _buckets[:] = live
+        _slots.clear()
+        _slots.update({id(ref()): (b, slot) for b in live for slot, ref in enumerate(b.leaves)})
 
 
 post_backward_hooks.append(flush)

@@ -151,6 +151,19 @@ def _cuda_hint_in(environ) -> bool:
 # ---- the transports ------------------------------------------------------------------------------
 
 
+class _Done:
+    """The request of a call that finished when it was made."""
+
+    def Wait(self) -> None:  # noqa: N802 - the name mpi4py's requests use
+        pass
+
+    def Test(self) -> bool:  # noqa: N802
+        return True
+
+
+DONE = _Done()
+
+
 class MPITransport:
     """mpi4py's buffer methods: host memory, or GPU memory with a CUDA-aware MPI."""
 
@@ -172,6 +185,13 @@ class MPITransport:
 
         # one buffer for both: MPI's in-place form (passing it twice is not allowed)
         self.comm.Allreduce(MPI.IN_PLACE if send is recv else send, recv, op=_mpi_op(op))
+
+    def start_allreduce(self, buf, op: str):
+        """Begin an in-place all-reduce of `buf`; the returned request's Wait() ends it."""
+        self._ready()
+        from mpi4py import MPI
+
+        return self.comm.Iallreduce(MPI.IN_PLACE, buf, op=_mpi_op(op))
 
     def allgatherv(self, send, recv, counts: list[int]) -> None:
         self._ready()
@@ -196,6 +216,10 @@ class HostCopyTransport:
 
     def allreduce(self, send, recv, op: str) -> None:
         self._staged(self.mpi.allreduce, send, recv, op)
+
+    def start_allreduce(self, buf, op: str):
+        self.allreduce(buf, buf, op)  # the staging copies wait for the GPU anyway: done at once
+        return DONE
 
     def allgatherv(self, send, recv, counts: list[int]) -> None:
         self._staged(self.mpi.allgatherv, send, recv, counts)
@@ -238,6 +262,10 @@ class NCCLTransport:
         if self._nccl_comm is not None:
             self._nccl_comm.destroy()
             self._nccl_comm = None
+
+    def start_allreduce(self, buf, op: str):
+        self.allreduce(buf, buf, op)  # queued on the stream: later GPU work waits for it anyway
+        return DONE
 
     def allreduce(self, send, recv, op: str) -> None:
         nccl, comm = self._nccl()

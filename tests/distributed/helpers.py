@@ -246,7 +246,7 @@ def placements_for(draw, arrays):
 
 def verdict(case: Case, placements, seed: int, device: str = "cpu") -> str | None:
     """Run the case; what is wrong with the sharded run (None when nothing)."""
-    gradsync._pending.clear()  # nothing left over from an earlier example that failed midway
+    gradsync._unplaced.clear()  # nothing left over from an earlier example that failed midway
     expectation = case.oracle(placements)
     reference = reference_run(case.fn, case.arrays, seed, device)
     before = dict(dispatch.redistributions)

@@ -23,10 +23,10 @@ def test_replicated_parameters_get_the_whole_gradient_in_one_all_reduce(rows, de
     params = mlp_params(32, device=device)
     loss = mlp_loss(params, dist.shard(x, 0), dist.shard(y, 0))
     assert loss.placement == Partial()
-    reduces = count_calls(monkeypatch, collectives, "all_reduce")
+    reduces = count_calls(monkeypatch, collectives, "start_all_reduce")
     loss.backward()
     assert len(reduces) == 1  # four parameters, one bucket
-    assert gradsync._pending == {}
+    assert gradsync._unplaced == {}
     for got, want in zip(params, reference):
         assert type(got.grad) is minigt.Tensor and got.grad.device == got.device
         np.testing.assert_allclose(got.grad.numpy(), want.grad.numpy(), **TOL)
@@ -42,6 +42,73 @@ def test_a_parameter_used_by_sharded_and_replicated_compute():
     loss = (xs * w).sum() + (w * w).sum() + (xs + w).sum()  # P + R + P: the total is all-reduced
     loss.backward()
     np.testing.assert_allclose(w.grad.numpy(), w_ref.grad.numpy(), **TOL)
+
+
+def grads_after_steps(params, batches, zero_grad=None):
+    """Each parameter's gradient after backward over `batches` ((x, y) pairs), clearing the
+    gradients before each one as `zero_grad` says (None: accumulate)."""
+    for x, y in batches:
+        if zero_grad is not None:
+            for p in params:
+                if zero_grad == "none":
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.zero_()
+        mlp_loss(params, x, y).backward()
+    return [p.grad.numpy().copy() for p in params]
+
+
+@pytest.mark.parametrize("zero_grad", ["none", "zeros", None], ids=["set_to_none", "zero_", "accumulate"])
+def test_gradients_live_in_their_bucket_and_accumulate_as_in_one_process(zero_grad, monkeypatch):
+    batches = [(global_array((5, 3), 50 + i), global_array((5, 2), 60 + i)) for i in range(3)]
+    reference = mlp_params(70)
+    expected = grads_after_steps(reference, [(minigt.tensor(x), minigt.tensor(y)) for x, y in batches],
+                                 zero_grad)
+    params = mlp_params(70)
+    sharded = [(dist.shard(minigt.tensor(x), 0), dist.shard(minigt.tensor(y), 0)) for x, y in batches]
+    grads_after_steps(params, sharded[:1], zero_grad)  # the first backward lays out the bucket
+    flat = gradsync.bucket_of(params[0]).flat
+    if zero_grad == "none":  # the usual step: every .grad a view of the one flat buffer
+        assert all(p.grad.data.base is flat for p in params)
+    reduces = count_calls(monkeypatch, collectives, "start_all_reduce")
+    got = grads_after_steps(params, sharded[1:], zero_grad)
+    for g, want in zip(got, expected):
+        np.testing.assert_allclose(g, want, **TOL)
+    assert len(reduces) == 2  # one bucket a backward
+    if zero_grad == "none":
+        assert all(p.grad.data.base is flat for p in params)  # the same buffer: nothing copied out
+
+
+def test_a_bucket_is_sent_during_backward_once_its_slots_are_filled(monkeypatch):
+    params = mlp_params(71)
+    x = dist.shard(minigt.tensor(global_array((4, 3), 72)), 0)
+    y = dist.shard(minigt.tensor(global_array((4, 2), 73)), 0)
+    mlp_loss(params, x, y).backward()  # lays out the bucket
+    for p in params:
+        p.grad = None
+    sent = count_calls(monkeypatch, collectives, "start_all_reduce")
+    sent_when_backward_ended = []
+    hooks = [lambda: sent_when_backward_ended.append(len(sent)), *minigt.autograd.post_backward_hooks]
+    monkeypatch.setattr(minigt.autograd, "post_backward_hooks", hooks)  # runs before flush
+    mlp_loss(params, x, y).backward()
+    assert sent_when_backward_ended == [1] and len(sent) == 1
+
+
+def test_a_parameter_left_out_of_a_later_backward_keeps_its_gradient_unset():
+    params = mlp_params(74)
+    x, y = dist.shard(minigt.tensor(global_array((4, 3), 75)), 0), dist.shard(minigt.tensor(global_array((4, 2), 76)), 0)
+    mlp_loss(params, x, y).backward()
+    for p in params:
+        p.grad = None
+    w1, b1, w2, b2 = params
+    (((x @ w1 + b1).relu() @ w2) - y).sum().backward()  # b2 unused this time
+    assert b2.grad is None and w2.grad is not None
+    reference = mlp_params(74)
+    rw1, rb1, rw2, _ = reference
+    xr, yr = minigt.tensor(global_array((4, 3), 75)), minigt.tensor(global_array((4, 2), 76))
+    (((xr @ rw1 + rb1).relu() @ rw2) - yr).sum().backward()
+    for got, want in zip(params[:3], reference[:3]):
+        np.testing.assert_allclose(got.grad.numpy(), want.grad.numpy(), **TOL)
 
 
 def test_buckets_group_consecutive_shares_under_the_limit():
