@@ -114,10 +114,11 @@ def report_training(runs: dict, steps: int, warmup: int) -> list:
 
 PHASES = [("data", "batch tensors + shard"), ("forward", "forward + MSE loss"),
           ("zero_grad", "optimizer.zero_grad()"), ("backward", "backward (total)"),
-          ("flush", "  of which gradient sync (gradsync.flush)"),
-          ("ar_backward", "    of which all_reduce calls"),
-          ("wait_backward", "    of which wait for the other rank"),
-          ("pack_backward", "    of which the rest: pack (concatenate) + unpack (copy to .grad)"),
+          ("ar_backward", "  of which all-reduce of the gradient buckets (start + wait)"),
+          ("wait_backward", "  of which wait for the other rank (before each call)"),
+          ("defer", "  of which writing shares into bucket slots (gradsync.defer)"),
+          ("flush", "  of which gradsync.flush (waits for the buckets, hands out .grad)"),
+          ("rest_flush", "    of which the rest: no wait, no copy"),
           ("optimizer", "optimizer.step()"), ("loss/acc", "loss.item() + accuracy .item()"),
           ("ar_items", "  of which all_reduce calls (+ wait)"), ("total", "step")]
 
@@ -127,14 +128,14 @@ def phase_value(step: dict, key: str, cpu: bool = False) -> float:
     seconds, wait = ("cpu", "cpu_wait") if cpu else ("seconds", "wait")
 
     def calls(phase, *fields):
-        return sum(c[f] for c in step["calls"] if c["phase"] == phase for f in fields)
+        return sum(c.get(f, 0.0) for c in step["calls"] if c["phase"] == phase for f in fields)
 
     if key == "ar_backward":
         return calls("backward", seconds)
     if key == "wait_backward":
         return calls("backward", wait)
-    if key == "pack_backward":
-        return step[("cpu:" if cpu else "") + "flush"] - calls("backward", seconds, wait)
+    if key == "rest_flush":
+        return step[("cpu:" if cpu else "") + "flush"] - calls("backward", "cpu_waited" if cpu else "waited")
     if key == "ar_items":
         return calls("loss/acc", seconds, wait)
     return step[("cpu:" if cpu else "") + key]

@@ -19,7 +19,26 @@ MODEL_ARGV = [*(arg for k, v in common.MODEL.items() for arg in (f"--{k}", str(v
               "--loss", "mse", "--optim", "sgd", "--lr", str(common.LR), "--dtype", "float32",
               "--seed", str(common.SEED)]
 BATCHES = 2            # distinct global batches, cycled (2 x 16 samples, 20 MB of images)
-WRAPPED = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "exchange_sizes", "barrier")
+WRAPPED = ("all_reduce", "start_all_reduce", "all_gather", "reduce_scatter", "broadcast",
+           "exchange_sizes", "barrier")
+
+
+class _TimedRequest:
+    """A nonblocking call's request whose Wait() adds its time to the call's record."""
+
+    def __init__(self, request, record: dict):
+        self.request, self.record = request, record
+
+    def Wait(self):  # noqa: N802 - mpi4py's name
+        t0, c0 = time.perf_counter(), time.process_time()
+        self.request.Wait()
+        waited, cpu = time.perf_counter() - t0, time.process_time() - c0
+        self.record["seconds"] += waited
+        self.record["cpu"] += cpu
+        self.record["waited"], self.record["cpu_waited"] = waited, cpu  # inside flush
+
+    def Test(self):  # noqa: N802
+        return self.request.Test()
 
 
 class CollectiveRecorder:
@@ -61,15 +80,19 @@ class CollectiveRecorder:
                 nbytes = 8 * group.size
             else:
                 nbytes = array.nbytes if array is not None else 0
-            op = kwargs.get("op", args[1] if name == "all_reduce" and len(args) > 1 else
-                            "sum" if name in ("all_reduce", "reduce_scatter") else "")
-            self.calls.append({
-                "name": name, "phase": self.phase, "bytes": int(nbytes), "op": op,
+            reduces = name in ("all_reduce", "start_all_reduce")
+            op = kwargs.get("op", args[1] if reduces and len(args) > 1 else
+                            "sum" if reduces or name == "reduce_scatter" else "")
+            record = {
+                # a bucket's nonblocking all-reduce is recorded as one: its start and its Wait()
+                "name": "all_reduce" if reduces else name, "phase": self.phase,
+                "bytes": int(nbytes), "op": op,
                 "dtype": str(array.dtype) if array is not None else "",
                 "shape": list(array.shape) if array is not None else [],
                 "group_size": group.size, "seconds": seconds, "wait": wait, "cpu": cpu,
-                "cpu_wait": cpu_wait})
-            return out
+                "cpu_wait": cpu_wait}
+            self.calls.append(record)
+            return _TimedRequest(out, record) if name == "start_all_reduce" else out
 
         return wrapper
 
@@ -109,6 +132,16 @@ def worker_train(args) -> None:
 
     hooks = autograd.post_backward_hooks
     hooks[hooks.index(original_flush)] = timed_flush
+    defer_seconds = [0.0, 0.0]  # wall, CPU: shares written into their bucket slots
+    original_defer = gradsync.defer
+
+    def timed_defer(leaf, share):
+        t0, c0 = time.perf_counter(), time.process_time()
+        original_defer(leaf, share)
+        defer_seconds[0] += time.perf_counter() - t0
+        defer_seconds[1] += time.process_time() - c0
+
+    gradsync.defer = timed_defer
 
     def clock():
         return time.perf_counter(), time.process_time()
@@ -118,6 +151,7 @@ def worker_train(args) -> None:
         its parts."""
         recorder.calls.clear()
         flush_seconds[:] = [0.0, 0.0]
+        defer_seconds[:] = [0.0, 0.0]
         idx = np.arange(batch) + batch * (i % BATCHES)
         marks = [clock()]
         recorder.phase = "data"
@@ -142,7 +176,8 @@ def worker_train(args) -> None:
         marks.append(clock())
         recorder.phase = "other"
         out = {"loss": loss_value, "correct": correct, "flush": flush_seconds[0],
-               "cpu:flush": flush_seconds[1], "calls": [dict(c) for c in recorder.calls]}
+               "cpu:flush": flush_seconds[1], "defer": defer_seconds[0],
+               "cpu:defer": defer_seconds[1], "calls": [dict(c) for c in recorder.calls]}
         names = ("data", "forward", "zero_grad", "backward", "optimizer", "loss/acc")
         for name, (w0, c0), (w1, c1) in zip(names, marks, marks[1:]):
             out[name], out["cpu:" + name] = w1 - w0, c1 - c0
