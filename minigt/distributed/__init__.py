@@ -9,8 +9,9 @@ make the global value -- and every op works on DTensors through the rules in rul
 >>> (x * 2).sum().item()                         # sum of the local sums, all-reduced
 """
 from . import nn_rules, rules, shape_rules  # noqa: F401 - each registers its sharding rules
+from .checks import CollectiveMismatch
 from .collectives import barrier
-from .dtensor import DTensor, redistribute
+from .dtensor import DTensor, local, redistribute
 from .functions import all_gather, all_reduce, broadcast, reduce_scatter
 from .placement import Partial, Placement, Replicate, Shard, ShardingError
 from .sharding import auto_shard, from_local, replicate, shard
@@ -22,6 +23,6 @@ __all__ = [
     "DTensor", "Placement", "Replicate", "Shard", "Partial", "ShardingError",
     "rank", "world_size", "local_rank", "barrier", "init_parallel", "data_group", "tensor_group",
     "ColumnParallelLinear", "RowParallelLinear",
-    "shard", "replicate", "from_local", "redistribute", "auto_shard",
+    "shard", "replicate", "from_local", "redistribute", "auto_shard", "local", "CollectiveMismatch",
     "all_reduce", "all_gather", "reduce_scatter", "broadcast",
 ]

@@ -4,7 +4,8 @@ No autograd here (minigt.distributed.functions wraps these in Functions). Tensor
 through buffers (mpi4py's upper-case methods, or NCCL), never through pickle. Parts along `dim`
 may differ in length between ranks, and may be empty. Each call runs among the ranks of a `group`
 (minigt.distributed.world.Group; the whole world when None), where ranks, sizes and roots are
-group ranks. In a group of one each call is a copy.
+group ranks. In a group of one each call is a copy. Before data moves, every call checks that
+the group's ranks are all making it, from the same line (checks.py).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..backends import array_module
-from . import trace, transports, world
+from . import checks, trace, transports, world
 from .placement import shard_sizes
 from .transports import select_transport
 from .world import Group
@@ -27,6 +28,7 @@ def exchange_sizes(n: int, *, group: Group | None = None) -> list[int]:
     g = _group(group)
     if g.size == 1:
         return [n]
+    checks.check(g, "exchange_sizes")
     sizes = np.empty(g.size, np.int64)
     g.comm.Allgather(np.array([n], np.int64), sizes)
     return sizes.tolist()
@@ -41,6 +43,7 @@ def all_reduce(array, op: str = "sum", *, group: Group | None = None, in_place: 
     g = _group(group)
     if g.size == 1:
         return array if in_place else array.copy()
+    checks.check(g, "all_reduce", op, array.shape, array.dtype)
     send = _wire(array)
     recv = send if in_place and send is array else array_module(send).empty_like(send)
     transport = select_transport(send, g)
@@ -49,14 +52,17 @@ def all_reduce(array, op: str = "sum", *, group: Group | None = None, in_place: 
     return _unwire(recv, array.dtype, op, g.size)
 
 
-def start_all_reduce(array, op: str = "sum", *, group: Group | None = None):
+def start_all_reduce(array, op: str = "sum", *, group: Group | None = None,
+                     extra: tuple[int, str] | None = None):
     """Begin summing (op) the C-contiguous `array` over the group in place; returns a request
     whose Wait() ends it and Test() helps it along. Transports without a nonblocking call do the
-    work at once. For large gradient buckets: backward goes on while they travel."""
+    work at once. For large gradient buckets: backward goes on while they travel. `extra`: more
+    for the ranks to agree on (checks.bucket_signature)."""
     _check_op(op, array.dtype)
     g = _group(group)
     if g.size == 1:
         return transports.DONE
+    checks.check(g, "all_reduce", op, array.shape, array.dtype, extra)
     transport = select_transport(array, g)
     with _span("start_all_reduce", g, transport, bytes=array.nbytes, op=op):
         return transport.start_allreduce(array, _wire_op(op, array.dtype))
@@ -67,6 +73,9 @@ def all_gather(array, dim: int = 0, sizes: Sequence[int] | None = None, *,
     """Every group rank's `array` joined along `dim`; `sizes` (their lengths there) saves a step."""
     dim = _check_dim(dim, array.ndim)
     g = _group(group)
+    if g.size > 1:
+        how = f"dim {dim}" + ("" if sizes is None else f", sizes {tuple(sizes)}")
+        checks.check(g, "all_gather", how, checks.free_dim(array.shape, dim), array.dtype)
     if sizes is None:
         sizes = _exchange_shapes(array, dim, g)
     sizes = _check_sizes(sizes, g, mine=array.shape[dim])
@@ -93,6 +102,8 @@ def reduce_scatter(array, dim: int = 0, sizes: Sequence[int] | None = None, op: 
     sizes = _check_sizes(sizes, g, total=n)
     if g.size == 1:
         return array.copy()
+    checks.check(g, "reduce_scatter", f"{op}, dim {dim}, sizes {tuple(sizes)}", array.shape,
+                 array.dtype)
     full = _wire(_dim_first(array, dim))
     rest = full.shape[1:]
     out = array_module(full).empty((sizes[g.rank], *rest), full.dtype)
@@ -110,6 +121,7 @@ def broadcast(array, root: int = 0, *, group: Group | None = None):
         raise ValueError(f"broadcast: root {root} is not a rank of a group of {g.size}")
     if g.size == 1:
         return array.copy()
+    checks.check(g, "broadcast", f"root {root}", array.shape, array.dtype)
     buf = _wire(array.copy())  # a C-ordered copy: the buffer the root's value lands in
     transport = select_transport(buf, g)
     with _span("broadcast", g, transport, bytes=buf.nbytes, root=root):
@@ -121,6 +133,7 @@ def barrier(*, group: Group | None = None) -> None:
     """Wait until every rank of the group gets here."""
     g = _group(group)
     if g.size > 1:
+        checks.check(g, "barrier")
         with _span("barrier", g):
             g.comm.Barrier()
 

@@ -22,7 +22,7 @@ import math
 from ..autograd import Function, no_grad
 from ..backends import to_device
 from ..tensor import Tensor
-from . import collectives, gradsync, world
+from . import checks, collectives, gradsync, world
 from .placement import Partial, Placement, Replicate, Shard, ShardingError, shard_range, shard_sizes
 
 
@@ -57,7 +57,8 @@ class DTensor(Tensor):
 
     @property
     def local(self) -> Tensor:
-        """This rank's part as a plain tensor (differentiable: gradients flow back here)."""
+        """This rank's part as a plain tensor, without communication (differentiable: gradients
+        flow back here). Of a Partial value, this rank's term of the sum."""
         return Alias.apply_local((self,), {})
 
     def redistribute(self, placement: Placement) -> DTensor:
@@ -129,26 +130,40 @@ class DTensor(Tensor):
         return DTensor._wrap(Tensor._make(self.data, False, None), self.placement, self.global_shape, self.sizes)
 
     # ---- leaving the distributed world: the caller asks for the whole value --------------------
-    def _global_array(self):
+    # A collective for every placement: a Replicate value moves no data, but its ranks still
+    # check that all of them read it, so reading on one rank fails alike whatever the placement.
+    def _global_array(self, reading: str = "read"):
         if isinstance(self.placement, Replicate):
+            checks.check(group(), reading, shape=self.shape, dtype=self.dtype)
             return self.data
         with no_grad():
             return self.full_tensor().data
 
     def numpy(self):
-        return to_device(self._global_array(), "cpu")
+        return to_device(self._global_array("numpy()"), "cpu")
 
     def item(self):
-        array = self._global_array()
-        if array.size != 1:
+        if self.numel() != 1:
             raise ValueError(f"item(): the tensor has shape {self.shape}; only one element converts")
-        return array.item()
+        return self._global_array("item()").item()
+
+    def __bool__(self):
+        if self.numel() != 1:
+            raise RuntimeError(f"the truth value of a DTensor of shape {self.shape} is ambiguous; "
+                               "use .any() or .all()")
+        return bool(self.item())
 
     def __repr__(self) -> str:
         local = Tensor._make(self.data, False, None)
         grad_fn = f", grad_fn={self.grad_fn!r}" if self.grad_fn is not None else ""
         return (f"DTensor(placement={self.placement!r}, shape={self.shape}, rank "
                 f"{group().rank} holds {local!r}{grad_fn})")
+
+
+def local(t: Tensor) -> Tensor:
+    """This rank's own part of `t` (`t.local`; a plain tensor is its own), without communication:
+    for logging on one rank. Of a Partial loss that is this rank's term of the sum, not the loss."""
+    return t.local if isinstance(t, DTensor) else t
 
 
 def placement_of(t: Tensor) -> Placement:

@@ -16,7 +16,7 @@ import weakref
 
 from ..autograd import accumulate_into, post_backward_hooks
 from ..backends import array_module
-from . import collectives, world
+from . import checks, collectives, world
 
 BUCKET_BYTES = 32 * 2**20  # big enough that a step needs few calls, small enough to stay cheap
 
@@ -28,6 +28,7 @@ class Bucket:
         share = entries[0][1]
         self.xp, self.group = array_module(share), world.data_group()
         self.leaves = [weakref.ref(leaf) for leaf, _ in entries]
+        self.prints = checks.parameter_prints([leaf for leaf, _ in entries])  # ranks must agree
         self.shapes = [share.shape for _, share in entries]
         self.starts = [0]
         for _, share in entries:
@@ -64,7 +65,9 @@ class Bucket:
         """Begin the all-reduce; slots no share reached this time are zeros."""
         for slot in set(range(len(self.leaves))) - self.filled:
             self.view(self.target, slot)[...] = 0
-        self.request = collectives.start_all_reduce(self.target, "sum", group=self.group)
+        self.request = collectives.start_all_reduce(
+            self.target, "sum", group=self.group,
+            extra=checks.bucket_signature(self.prints, self.filled))
 
     def finish(self) -> None:
         """Wait for the sum, then hand each parameter that got a share its slot."""

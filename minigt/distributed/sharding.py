@@ -7,18 +7,21 @@ import os
 from .. import creation
 from ..backends import default_device
 from ..tensor import Tensor
-from . import collectives, world
+from . import checks, collectives, world
 from .dtensor import Alias, DTensor, group, redistribute, standard_sizes
 from .placement import Partial, Placement, Replicate, Shard
 
 
 def shard(t: Tensor, dim: int = 0) -> DTensor:
-    """Split `t` (the same on every rank) along `dim`: rank r keeps its part, no communication."""
+    """Split `t` (the same on every rank) along `dim`: rank r keeps its part. No data moves; the
+    ranks only check that all of them split the same shape (checks.py)."""
+    checks.check(group(), "shard", f"dim {dim}", t.shape, t.dtype)
     return redistribute(t, Shard(dim))
 
 
 def replicate(t: Tensor) -> DTensor:
-    """Declare `t` (the same on every rank) replicated."""
+    """Declare `t` (the same on every rank) replicated (the ranks check that its shape agrees)."""
+    checks.check(group(), "replicate", "", t.shape, t.dtype)
     return redistribute(t, Replicate())
 
 
@@ -30,6 +33,7 @@ def from_local(t: Tensor, placement: Placement, shape=None) -> DTensor:
     local = Alias.apply_local((t,), {})
     if isinstance(placement, Shard):
         dim = placement.dim % max(t.ndim, 1)
+        checks.check(group(), "from_local", repr(placement), checks.free_dim(t.shape, dim), t.dtype)
         if shape is None:
             sizes = collectives.exchange_sizes(t.shape[dim], group=group())
             shape = t.shape[:dim] + (sum(sizes),) + t.shape[dim + 1:]
@@ -42,6 +46,7 @@ def from_local(t: Tensor, placement: Placement, shape=None) -> DTensor:
         return DTensor._wrap(local, Shard(dim), shape, sizes)
     if not isinstance(placement, (Replicate, Partial)):
         raise TypeError(f"from_local: unknown placement {placement!r}")
+    checks.check(group(), "from_local", repr(placement), t.shape, t.dtype)
     return DTensor._wrap(local, placement, t.shape if shape is None else shape)
 
 

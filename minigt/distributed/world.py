@@ -8,17 +8,16 @@ it, as every rank runs the same program.
 
 Groups: `init_parallel(tensor_parallel=tp)` splits the world into tensor groups of tp consecutive
 ranks and data groups of the ranks at the same place in each tensor group (dp x tp = world size).
-Collectives take a `group=`; without one they span the whole world.
+Collectives take a `group=`; without one they span the whole world. Each group of several ranks
+keeps a second communicator for checks.py's signatures; exits.py ends the job when a rank leaves.
 """
 from __future__ import annotations
 
 import os
-import sys
-import threading
-import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..backends import cuda_available, gpu_count, use_gpu
+from . import checks, exits
 
 # What each launcher sets in the processes it starts: (rank variable, size variable or None).
 _LAUNCHER_VARIABLES = (
@@ -48,6 +47,8 @@ class Group:
     comm: object  # an mpi4py communicator over the group, or None for a group of one
     rank: int
     size: int
+    # a copy of comm for checks.py's signatures (None: unchecked), so they never meet data
+    checks: object = field(default=None, compare=False)
 
 
 _ALONE = Group(comm=None, rank=0, size=1)
@@ -81,9 +82,9 @@ def init() -> None:
     if _world is not None:
         return
     _world = _join()
-    _world_group = Group(_world.comm, _world.rank, _world.size)
+    _world_group = _group_of(_world.comm)
     if _world.size > 1:
-        _install_abort_on_error(_world.comm, _world.rank)
+        exits.install(_world.comm, _world.rank, lambda: (_world_group, tensor_group(), data_group()))
     if _world.comm is not None:  # launched: one GPU per rank (alone, keep the current one)
         bind_device()
 
@@ -158,6 +159,7 @@ def init_parallel(tensor_parallel: int = 1) -> None:
     if not isinstance(tp, int) or tp < 1 or size % tp:
         raise ValueError(f"init_parallel: tensor_parallel={tp!r} must be a whole number >= 1 "
                          f"that divides the world size {size}")
+    checks.check(world_group(), "init_parallel", how=f"tensor_parallel={tp}")
     if (1 if _parallel is None else _parallel.tensor_parallel) == tp:
         return
     _free_parallel()
@@ -184,8 +186,15 @@ def _split(color: int, size: int) -> Group:
         return _ALONE
     if size == world_size():
         return world_group()
-    comm = _world.comm.Split(color, key=_world.rank)  # key: members ordered by world rank
-    return Group(comm, comm.Get_rank(), comm.Get_size())
+    return _group_of(_world.comm.Split(color, key=_world.rank))  # key: members by world rank
+
+
+def _group_of(comm) -> Group:
+    """The group of `comm` (None: this rank alone), with its copy for checks when they are on."""
+    if comm is None:
+        return _ALONE
+    copy = comm.Dup() if checks.ENABLED and comm.Get_size() > 1 else None
+    return Group(comm, comm.Get_rank(), comm.Get_size(), checks=copy)
 
 
 def _free_parallel() -> None:
@@ -198,6 +207,8 @@ def _free_parallel() -> None:
             for hook in before_free:
                 hook(group.comm)
             group.comm.Free()
+            if group.checks is not None:
+                group.checks.Free()
     _parallel = None
 
 
@@ -208,24 +219,3 @@ def bind_device() -> str:
     index = local_rank() % gpu_count()
     use_gpu(index)
     return f"cuda:{index}"
-
-
-def _install_abort_on_error(comm, rank: int) -> None:
-    """End the whole job on an uncaught exception here, instead of leaving the others waiting.
-
-    Without this the failed rank exits while the others block forever in their next collective.
-    """
-
-    def report_and_abort(exc_type, exc, tb) -> None:
-        text = "".join(traceback.format_exception(exc_type, exc, tb))
-        sys.stdout.flush()
-        sys.stderr.write("".join(f"[rank {rank}] {line}\n" for line in text.splitlines()))
-        sys.stderr.flush()
-        comm.Abort(1)
-
-    def thread_hook(args) -> None:
-        if not issubclass(args.exc_type, SystemExit):  # threading ignores SystemExit too
-            report_and_abort(args.exc_type, args.exc_value, args.exc_traceback)
-
-    sys.excepthook = report_and_abort
-    threading.excepthook = thread_hook

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from minigt.backends import parse_device, to_device
-from minigt.distributed import collectives, placement, trace, transports, world
+from minigt.distributed import checks, collectives, placement, trace, transports, world
 
 RANK, SIZE = world.rank(), world.world_size()
 DTYPES = [np.float32, np.float64, np.int64, np.bool_]
@@ -141,7 +141,10 @@ def test_all_gather_two_rows_over_every_rank(device):
 def test_all_gather_rejects_mismatched_shapes():
     if SIZE == 1:
         pytest.skip("needs two ranks to disagree")
-    with pytest.raises(ValueError, match="differ elsewhere"):  # raised on every rank alike
+    # raised on every rank alike: by the signature check, or (checks off) by the shapes' exchange
+    error, message = ((checks.CollectiveMismatch, r"\(\*, 1\) at .*\n.*\(\*, 2\) at")
+                      if checks.ENABLED else (ValueError, "differ elsewhere"))
+    with pytest.raises(error, match=message):
         collectives.all_gather(np.zeros((2, RANK + 1)), 0)
     with pytest.raises(ValueError, match="rank"):
         collectives.all_gather(np.zeros((2, 3)), 0, sizes=[1] * SIZE)
