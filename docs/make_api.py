@@ -21,6 +21,7 @@ import minigt.distributed as dist
 import minigt.nn as nn
 import minigt.nn.functional as F
 import minigt.optim as optim
+import minigt.viz as viz
 from minigt import tensor_methods
 from minigt.autograd import Function
 
@@ -38,6 +39,7 @@ SECTIONS = [
     ("minigt.optim.lr_scheduler", optim.lr_scheduler, None, "Learning-rate schedules."),
     ("minigt.distributed", dist, dist.__all__,
      "Many ranks: placements, sharded tensors, collectives, data and tensor parallelism."),
+    ("minigt.viz", viz, viz.__all__, "The backward graph as DOT text and as a picture."),
 ]
 
 

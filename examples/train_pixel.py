@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import minigt as gt  # noqa: E402
 import minigt.distributed as dist  # noqa: E402
+from minigt.distributed import trace  # noqa: E402
 from minigt.nn import functional as F  # noqa: E402
 from pixel_data import digits, synthetic  # noqa: E402
 from pixel_transformer import PixelTransformer  # noqa: E402
@@ -133,16 +134,18 @@ def train(args) -> dict:
         order = epoch_order(len(labels), epoch, args)
         losses, correct, started = [], None, time.perf_counter()
         for start in range(0, len(order), args.batch):
-            idx = order[start:start + args.batch]
-            x, y = batch_tensors(images[idx], labels[idx], args)
-            logits = model(x)
-            loss = loss_fn(args, logits, y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            hits = (logits.argmax(-1) == y).sum()  # stays on the device (and Partial on many
-            correct = hits if correct is None else correct + hits  # ranks): read once an epoch
+            with trace.span("step", "step"):  # marks the steps in `python -m minigt timeline`
+                idx = order[start:start + args.batch]
+                x, y = batch_tensors(images[idx], labels[idx], args)
+                logits = model(x)
+                loss = loss_fn(args, logits, y)
+                optimizer.zero_grad()
+                with trace.span("backward", "phase"):
+                    loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                hits = (logits.argmax(-1) == y).sum()  # stays on the device (and Partial on many
+                correct = hits if correct is None else correct + hits  # ranks): read once an epoch
             progress.update(1)
         train_seconds += time.perf_counter() - started
         trained_samples += len(order)

@@ -1,4 +1,5 @@
-"""`python -m minigt info`: what minigt finds on this machine, for bug reports and setup checks."""
+"""`python -m minigt info`: what minigt finds on this machine, for bug reports and setup checks.
+`python -m minigt timeline trace.json -o timeline.png`: a MINIGT_TRACE file as a picture."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +11,7 @@ import numpy as np
 
 import minigt
 from minigt.backends import cuda_available, gpu_names
-from minigt.distributed import transports, world
+from minigt.distributed import timeline, transports, world
 
 
 def _version(distribution: str) -> str | None:
@@ -61,10 +62,23 @@ def info() -> list[tuple[str, str]]:
 
 
 def main(argv=None) -> int:
-    """The command line: `python -m minigt info`."""
+    """The command line: `python -m minigt info`, `python -m minigt timeline trace.json`."""
     parser = argparse.ArgumentParser(prog="python -m minigt", description=__doc__)
-    parser.add_argument("command", choices=["info"], help="print versions, devices and the world")
-    parser.parse_args(argv)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("info", help="print versions, devices and the world")
+    drawing = commands.add_parser("timeline", help="draw a MINIGT_TRACE file, one lane per rank")
+    drawing.add_argument("trace", help="the JSON file MINIGT_TRACE named")
+    drawing.add_argument("-o", "--output", default="timeline.png", help="the PNG to write")
+    drawing.add_argument("--step", type=int, help="only this training step (1 = the first)")
+    args = parser.parse_args(argv)
+    if args.command == "timeline":
+        try:
+            drawn = timeline.draw(args.trace, args.output, args.step)
+        except (OSError, ValueError) as error:  # a missing, foreign or too short trace
+            parser.error(f"timeline: {error}")
+        idle = ", ".join(f"rank {lane.rank} {100 * lane.waited / drawn.span:.0f}%" for lane in drawn.lanes)
+        print(f"{args.output}: {len(drawn.lanes)} ranks over {drawn.span * 1e3:.1f} ms; idle {idle}")
+        return 0
     # One write, so the reports of ranks started by mpirun do not interleave line by line.
     sys.stdout.write("".join(f"{label:<12} {value}\n" for label, value in info()))
     return 0

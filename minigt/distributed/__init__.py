@@ -16,6 +16,7 @@ from .functions import all_gather, all_reduce, broadcast, reduce_scatter
 from .placement import Partial, Placement, Replicate, Shard, ShardingError
 from .sharding import auto_shard, from_local, replicate, shard
 from .tensor_parallel import ColumnParallelLinear, RowParallelLinear
+from .visualize import visualize
 from .world import data_group, init_parallel, local_rank, rank, tensor_group, world_size
 
 
@@ -24,5 +25,6 @@ __all__ = [
     "rank", "world_size", "local_rank", "barrier", "init_parallel", "data_group", "tensor_group",
     "ColumnParallelLinear", "RowParallelLinear",
     "shard", "replicate", "from_local", "redistribute", "auto_shard", "local", "CollectiveMismatch",
+    "visualize",
     "all_reduce", "all_gather", "reduce_scatter", "broadcast",
 ]

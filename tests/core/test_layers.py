@@ -16,7 +16,7 @@ LAYERS = [
     ("backends", ("minigt.backends",)),
     ("engine", ("minigt.tensor", "minigt.autograd")),
     ("ops", ("minigt.ops", "minigt.creation", "minigt.tensor_methods")),
-    ("nn, optim, serialization", ("minigt.nn", "minigt.optim", "minigt.serialization")),
+    ("nn, optim, serialization, viz", ("minigt.nn", "minigt.optim", "minigt.serialization", "minigt.viz")),
     ("distributed", ("minigt.distributed",)),
     ("facade", ("minigt", "minigt.__main__")),
 ]
