@@ -1,8 +1,8 @@
 """A `MINIGT_TRACE` file as a picture: `python -m minigt timeline trace.json -o timeline.png`.
 
 One lane per rank, time running right. Ops are coloured by kind, collectives are orange with
-their bytes written above, spans of category "step" (the training loop's) are marked by dashed
-lines, and spans of category "phase" (e.g. "backward") by a band under the lane. Hatching shows
+their bytes written above, spans of category "step" (the training loop's) begin and end at dashed
+lines, and spans of category "phase" (e.g. "backward") are a band under the lane. Hatching shows
 idle time: how long a rank waited in a collective for the last rank of its group to arrive.
 
 The trace names a collective's group size but not its ranks, so the waits are estimated: the
@@ -105,7 +105,7 @@ def read(path: str | os.PathLike, step: int | None = None) -> Timeline:
     _estimate_waits(lanes)  # over the whole trace: the k-th call must be counted from the start
     span = (stop - start) / 1e6
     for lane in lanes:
-        lane.events = [e for e in lane.events if e.stop >= 0 and e.start <= span]
+        lane.events = [e for e in lane.events if e.stop > 0 and e.start < span]  # overlapping
     return Timeline(lanes, span)
 
 
@@ -175,8 +175,9 @@ def draw(trace: str | os.PathLike, path: str | os.PathLike, step: int | None = N
         last_label = -1.0
         for e in sorted(lane.events, key=lambda e: _DEPTH[e.kind] if e.kind in _DEPTH else 0):
             left, width = e.start * scale, e.duration * scale
-            if e.kind == "step":
-                ax.axvline(left, color="#333333", ls="--", lw=0.8, zorder=5)
+            if e.kind == "step":  # where this rank's step begins and ends
+                ax.vlines([left, left + width], y - 0.45, y + 0.45, color="#333333", ls="--",
+                          lw=0.8, zorder=5)
                 ax.text(left, y + 0.44, f" {e.name}", fontsize=6, va="bottom", zorder=5)
             elif e.kind == "phase":
                 ax.barh(y - 0.33, width, left=left, height=0.1, color="#999999", zorder=1)

@@ -127,17 +127,19 @@ def graph(tensor, params: dict | None = None) -> Graph:
                 edges.append((ids[t.grad_fn], ids[fn]))
                 continue
             if id(t) not in leaves:
-                leaves[id(t)] = _leaf(t, f"leaf{len(leaves)}", names, scopes[fn])
+                leaves[id(t)] = _leaf(t, f"leaf{len(leaves)}", names)
                 nodes.append(leaves[id(t)])
             edges.append((leaves[id(t)].id, ids[fn]))
     return Graph(nodes, edges)
 
 
-def _leaf(t, node_id: str, names: dict, consumer_scope: str = "") -> Node:
+def _leaf(t, node_id: str, names: dict) -> Node:
+    """A parameter sits in its module's cluster, any other leaf (data, a constant) at the top."""
     name = names.get(id(t))
-    label = _describe(t) if name is None else f"{name}\n{_describe(t)}"
-    scope = consumer_scope if name is None else _module_of(name)
-    return Node(node_id, label, "param" if t.requires_grad else "leaf", scope)
+    if name is None:
+        return Node(node_id, _describe(t), "param" if t.requires_grad else "leaf")
+    return Node(node_id, f"{name}\n{_describe(t)}", "param" if t.requires_grad else "leaf",
+                _module_of(name))
 
 
 def _describe(t) -> str:
