@@ -109,6 +109,18 @@ def evaluate(model, images, labels, args) -> float:
     return 100.0 * correct / len(labels)
 
 
+def resume_state(path: str):
+    """The checkpoint at `path` as rank 0 reads it, sent to every rank, or None when rank 0 has
+    no file there (a fresh start): the ranks never decide on their own disks, which may differ.
+    A damaged file stops every rank, with rank 0's message."""
+    try:
+        return dist.load(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        sys.exit(f"--resume: {error}" if dist.rank() == 0 else 1)
+
+
 def train(args) -> dict:
     gt.manual_seed(args.seed)
     dist.init_parallel(tensor_parallel=args.tp)
@@ -120,8 +132,8 @@ def train(args) -> dict:
     optimizer = optim_class(model.parameters(), lr=args.lr)
     history = {"epochs": [], "step_losses": []}
     first_epoch = 1
-    if args.resume and os.path.exists(args.checkpoint):
-        state = gt.load(args.checkpoint)
+    state = resume_state(args.checkpoint) if args.resume else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history = state["history"]

@@ -12,6 +12,7 @@ from . import nn_rules, rules, shape_rules  # noqa: F401 - each registers its sh
 from .checks import CollectiveMismatch
 from .collectives import barrier
 from .dtensor import DTensor, local, redistribute
+from .files import load
 from .functions import all_gather, all_reduce, broadcast, reduce_scatter
 from .placement import Partial, Placement, Replicate, Shard, ShardingError
 from .sharding import auto_shard, from_local, replicate, shard
@@ -24,7 +25,8 @@ __all__ = [
     "DTensor", "Placement", "Replicate", "Shard", "Partial", "ShardingError",
     "rank", "world_size", "local_rank", "barrier", "init_parallel", "data_group", "tensor_group",
     "ColumnParallelLinear", "RowParallelLinear",
-    "shard", "replicate", "from_local", "redistribute", "auto_shard", "local", "CollectiveMismatch",
+    "shard", "replicate", "from_local", "redistribute", "auto_shard", "local", "load",
+    "CollectiveMismatch",
     "visualize",
     "all_reduce", "all_gather", "reduce_scatter", "broadcast",
 ]

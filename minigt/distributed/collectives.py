@@ -16,7 +16,7 @@ import numpy as np
 
 from ..backends import array_module
 from . import checks, trace, transports, world
-from .placement import shard_sizes
+from .placement import shard_range, shard_sizes
 from .transports import select_transport
 from .world import Group
 
@@ -66,6 +66,39 @@ def start_all_reduce(array, op: str = "sum", *, group: Group | None = None,
     transport = select_transport(array, g)
     with _span("start_all_reduce", g, transport, bytes=array.nbytes, op=op):
         return transport.start_allreduce(array, _wire_op(op, array.dtype))
+
+
+def start_reduce_scatter(array, out, counts: Sequence[int], op: str = "sum", *,
+                         group: Group | None = None, extra: tuple[int, str] | None = None):
+    """Begin reducing the flat, C-contiguous `array` over the group into `out`, this rank's part
+    (part r: the counts[r] elements after the parts of the ranks before it); returns a request
+    whose Wait() ends it. Transports without a nonblocking call do the work at once."""
+    _check_op(op, array.dtype)
+    g = _group(group)
+    counts = _check_sizes(counts, g, total=array.size)
+    if g.size == 1:
+        out[...] = array
+        return transports.DONE
+    checks.check(g, "reduce_scatter", f"{op}, counts {tuple(counts)}", array.shape, array.dtype,
+                 extra)
+    transport = select_transport(array, g)
+    with _span("start_reduce_scatter", g, transport, bytes=array.nbytes, op=op):
+        return transport.start_reduce_scatter(array, out, list(counts), _wire_op(op, array.dtype))
+
+
+def all_gather_in_place(array, counts: Sequence[int], *, group: Group | None = None) -> None:
+    """Every rank's part of the flat, C-contiguous `array` (laid out as in start_reduce_scatter)
+    into every rank's `array`."""
+    g = _group(group)
+    counts = _check_sizes(counts, g, total=array.size)
+    if g.size == 1:
+        return
+    checks.check(g, "all_gather", f"in place, counts {tuple(counts)}", array.shape, array.dtype)
+    start, stop = shard_range(counts, g.rank)
+    part = array[start:stop].copy()  # 1/N of it: one call for every transport (NCCL's in-place
+    transport = select_transport(array, g)  # form wants equal parts)
+    with _span("all_gather", g, transport, bytes=array.nbytes):
+        transport.allgatherv(part, array, list(counts))
 
 
 def all_gather(array, dim: int = 0, sizes: Sequence[int] | None = None, *,

@@ -17,14 +17,19 @@ import weakref
 from ..autograd import accumulate_into, post_backward_hooks
 from ..backends import array_module
 from . import checks, collectives, world
+from .placement import shard_range, shard_sizes
 
 BUCKET_BYTES = 32 * 2**20  # big enough that a step needs few calls, small enough to stay cheap
 
 
 class Bucket:
-    """A flat buffer holding the gradients of some parameters, one slot each, back to back."""
+    """A flat buffer holding the gradients of some parameters, one slot each, back to back.
 
-    def __init__(self, entries: list):
+    With `scatter` (the sharded optimizer, zero.py) it is reduce-scattered instead: this rank
+    receives the sum of its `part` of the buffer only, as `grad_part`, and no `.grad` is set.
+    """
+
+    def __init__(self, entries: list, scatter: bool = False):
         share = entries[0][1]
         self.xp, self.group = array_module(share), world.data_group()
         self.leaves = [weakref.ref(leaf) for leaf, _ in entries]
@@ -36,7 +41,19 @@ class Bucket:
         self.flat = self.xp.empty(self.starts[-1], share.dtype)
         self.filled: set = set()  # slots written by this backward
         self.target = self.flat   # where this backward's shares go (see `_begin`)
-        self.request = None       # the all-reduce in flight
+        self.request = None       # the all-reduce (or reduce-scatter) in flight
+        self.scatter = scatter
+        if scatter:
+            self.counts = shard_sizes(self.flat.size, self.group.size)
+            self.part = slice(*shard_range(self.counts, self.group.rank))
+            self.grad_part = None  # the summed gradient of this rank's part
+
+    def params(self) -> list:
+        """The parameters of the slots, in order."""
+        params = [ref() for ref in self.leaves]
+        if any(p is None for p in params):
+            raise RuntimeError("gradsync: a parameter of a sharded optimizer's bucket was deleted")
+        return params
 
     def view(self, buffer, slot: int):
         return buffer[self.starts[slot]:self.starts[slot + 1]].reshape(self.shapes[slot])
@@ -57,21 +74,33 @@ class Bucket:
         still views it (gradients accumulating over backward calls, no zero_grad between), whose
         values the new sum must not overwrite: then a scratch buffer, added in afterwards."""
         views = (leaf() for leaf in self.leaves)
-        holds = any(p is not None and p.grad is not None and p.grad.data.base is self.flat
-                    for p in views)
+        holds = not self.scatter and any(
+            p is not None and p.grad is not None and p.grad.data.base is self.flat for p in views)
         self.target = self.xp.empty_like(self.flat) if holds else self.flat
 
     def start(self) -> None:
         """Begin the all-reduce; slots no share reached this time are zeros."""
         for slot in set(range(len(self.leaves))) - self.filled:
             self.view(self.target, slot)[...] = 0
-        self.request = collectives.start_all_reduce(
-            self.target, "sum", group=self.group,
-            extra=checks.bucket_signature(self.prints, self.filled))
+        extra = checks.bucket_signature(self.prints, self.filled)
+        if self.scatter:
+            self.received = self.xp.empty(self.counts[self.group.rank], self.flat.dtype)
+            self.request = collectives.start_reduce_scatter(
+                self.target, self.received, self.counts, group=self.group, extra=extra)
+        else:
+            self.request = collectives.start_all_reduce(self.target, "sum", group=self.group,
+                                                        extra=extra)
 
     def finish(self) -> None:
-        """Wait for the sum, then hand each parameter that got a share its slot."""
+        """Wait for the sum, then hand each parameter that got a share its slot (or, scattered,
+        add this rank's part to `grad_part`)."""
         self.request.Wait()
+        if self.scatter:
+            part, self.received = self.received, None
+            self.grad_part = part if self.grad_part is None else self.grad_part + part
+            self.filled.clear()
+            self.request = None
+            return
         for slot in sorted(self.filled):
             leaf = self.leaves[slot]()
             if leaf is not None:
@@ -84,21 +113,35 @@ class Bucket:
 _buckets: list = []
 _slots: dict = {}     # id(leaf) -> (bucket, slot)
 _unplaced: dict = {}  # id(leaf) -> [leaf, summed share]: no slot yet (first backward, new leaf)
-_late: dict = {}      # id(leaf) -> [leaf, share] arriving after its bucket was sent
 
 
 def defer(leaf, share) -> None:
     """Take this rank's share of `leaf`'s gradient, to be summed over the data group."""
     bucket = bucket_of(leaf)
-    if bucket is not None and bucket.request is None:
-        bucket.add(_slots[id(leaf)][1], share)
+    if bucket is None:
+        entry = _unplaced.get(id(leaf))
+        if entry is None:
+            _unplaced[id(leaf)] = [leaf, share]
+        else:
+            entry[1] = entry[1] + share
         return
-    held = _unplaced if bucket is None else _late  # late: its bucket is already on its way
-    entry = held.get(id(leaf))
-    if entry is None:
-        held[id(leaf)] = [leaf, share]
-    else:
-        entry[1] = entry[1] + share
+    if bucket.request is not None:  # sent already (the parameter is used again, earlier in the
+        bucket.finish()             # graph): finish that sum, and this share starts another
+    bucket.add(_slots[id(leaf)][1], share)
+
+
+def adopt(params: list, scatter: bool = False) -> list:
+    """Lay out buckets for these parameters now, in this order, rather than as the first
+    backward reaches them; with `scatter`, reduce-scattered (see Bucket). Returns them."""
+    ids = {id(p) for p in params}
+    _buckets[:] = [b for b in _buckets if not any(id(ref()) in ids for ref in b.leaves)]
+    _slots.clear()
+    _slots.update({id(ref()): (b, slot) for b in _buckets for slot, ref in enumerate(b.leaves)})
+    adopted = [Bucket(group, scatter) for group in buckets([[p, p.data] for p in params])]
+    for bucket in adopted:
+        _slots.update({id(ref()): (bucket, slot) for slot, ref in enumerate(bucket.leaves)})
+    _buckets.extend(adopted)
+    return adopted
 
 
 def bucket_of(leaf):
@@ -134,27 +177,16 @@ def flush() -> None:
     for bucket in _buckets:
         if bucket.request is not None:
             bucket.finish()
-    if _late:  # summed in buckets of their own, used once
-        _summed(list(_late.values()), keep=False)
-        _late.clear()
     if _unplaced:
         _forget_stale_buckets()
-        _summed(list(_unplaced.values()), keep=True)
-        _unplaced.clear()
-
-
-def _summed(entries: list, keep: bool) -> None:
-    """All-reduce these [leaf, share] entries in new buckets; with `keep`, the layout of later
-    backward calls."""
-    for group in buckets(entries):
-        bucket = Bucket(group)
-        for slot, (leaf, share) in enumerate(group):
-            if keep:
+        for group in buckets(list(_unplaced.values())):  # the layout of later backward calls
+            bucket = Bucket(group)
+            for slot, (leaf, share) in enumerate(group):
                 _slots[id(leaf)] = (bucket, slot)
-            bucket.add(slot, share)  # the last one sends the bucket
-        bucket.finish()
-        if keep:
+                bucket.add(slot, share)  # the last one sends the bucket
+            bucket.finish()
             _buckets.append(bucket)
+        _unplaced.clear()
 
 
 def _forget_stale_buckets() -> None:

@@ -193,6 +193,11 @@ class MPITransport:
 
         return self.comm.Iallreduce(MPI.IN_PLACE, buf, op=_mpi_op(op))
 
+    def start_reduce_scatter(self, send, recv, counts: list[int], op: str):
+        """Begin a reduce-scatter; the returned request's Wait() ends it."""
+        self._ready()
+        return self.comm.Ireduce_scatter(send, recv, counts, op=_mpi_op(op))
+
     def allgatherv(self, send, recv, counts: list[int]) -> None:
         self._ready()
         self.comm.Allgatherv(send, [recv, counts])  # mpi4py packs parts back to back
@@ -219,6 +224,10 @@ class HostCopyTransport:
 
     def start_allreduce(self, buf, op: str):
         self.allreduce(buf, buf, op)  # the staging copies wait for the GPU anyway: done at once
+        return DONE
+
+    def start_reduce_scatter(self, send, recv, counts: list[int], op: str):
+        self.reduce_scatter(send, recv, counts, op)
         return DONE
 
     def allgatherv(self, send, recv, counts: list[int]) -> None:
@@ -265,6 +274,10 @@ class NCCLTransport:
 
     def start_allreduce(self, buf, op: str):
         self.allreduce(buf, buf, op)  # queued on the stream: later GPU work waits for it anyway
+        return DONE
+
+    def start_reduce_scatter(self, send, recv, counts: list[int], op: str):
+        self.reduce_scatter(send, recv, counts, op)  # queued on the stream, as above
         return DONE
 
     def allreduce(self, send, recv, op: str) -> None:

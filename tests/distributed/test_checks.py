@@ -151,7 +151,9 @@ def clean_gradsync():
     yield
     gradsync._buckets[:] = buckets
     gradsync._unplaced.clear()
-    gradsync._late.clear()
+    for bucket in buckets:  # none is left half filled or in flight
+        bucket.filled.clear()
+        bucket.request = None
 
 
 def test_ranks_using_different_layers_of_the_same_shape_fail(clean_gradsync):
