@@ -77,50 +77,60 @@ def call_site() -> tuple[str, int]:
 
 def check(g, name: str, how: str = "", shape=None, dtype=None, extra=None) -> None:
     """Return when every rank of group `g` makes this call from the same line; otherwise raise
-    CollectiveMismatch on all of them. `how` (op, dim, root ...), `shape` and `dtype` describe
-    the call; `extra` is (hash, description) or None."""
+    CollectiveMismatch on all of them. `how` (op, dim, root ...), `shape` (a tuple; -1 where the
+    ranks' lengths may differ, see `free_dim`) and `dtype` describe the call; `extra` is
+    (hash, description) or None."""
     if not ENABLED or g.checks is None:
         return
-    what = name + (f" ({how})" if how else "") + ("" if shape is None else f" of {dtype} {shape}")
     file, line = call_site()
-    request, table, mine = start(g, what, f"{os.path.basename(file)}:{line}", extra)
+    # numbers only: the readable text is made when the ranks disagree (ints hash alike everywhere)
+    mine = np.array([zlib.crc32(f"{name}|{how}".encode()), 0 if dtype is None else dtype.num,
+                     0 if shape is None else hash(shape),
+                     zlib.crc32(f"{os.path.basename(file)}:{line}".encode()),
+                     0 if extra is None else extra[0]], np.int64)
+    request, table = start(g, mine)
     request.Wait()
-    settle(g, table, mine, f"{what}{extra[1] if extra else ''} at {file}:{line}"
-           f"{_source(file, line)}")
+    settle(g, table, mine, lambda: _describe(name, how, shape, dtype, extra, file, line))
 
 
-def start(g, what: str, where: str, extra=None):
-    """Begin the signature all-gather over `g`: (request, table it fills, this rank's row).
+LEAVING = np.array([zlib.crc32(b"exit"), 0, 0, 0, 0], np.int64)  # the signature of exits.py
+
+
+def start(g, mine: np.ndarray):
+    """Begin the all-gather of signature `mine` over `g`: (request, table it fills).
     Nonblocking, so that a rank leaving can wait in several groups at once (exits.py); a
     nonblocking collective matches only nonblocking ones, so every rank uses this form."""
-    mine = np.array([zlib.crc32(what.encode()), zlib.crc32(where.encode()),
-                     0 if extra is None else extra[0]], np.int64)
     table = np.empty((g.size, mine.size), np.int64)
-    return g.checks.Iallgather(mine, table), table, mine
+    return g.checks.Iallgather(mine, table), table
 
 
-def settle(g, table, mine, description: str) -> None:
+def settle(g, table, mine, describe) -> None:
     """After `start`'s request completed: raise CollectiveMismatch on every rank unless all rows
-    are equal. `description` is this rank's call as the error shows it."""
-    if (table == mine).all():
+    are equal. `describe()` gives this rank's call as the error shows it."""
+    if table.tobytes() == mine.tobytes() * g.size:
         return
     from mpi4py import MPI
 
     # Every rank saw the same table, so all of them are here: gather the readable rows.
-    rows = g.checks.allgather((MPI.COMM_WORLD.Get_rank(), description))  # small: pickle is fine
+    rows = g.checks.allgather((MPI.COMM_WORLD.Get_rank(), describe()))  # small: pickle is fine
     lines = "\n".join(f"  rank {rank}: {row}" for rank, row in rows)
     raise CollectiveMismatch(f"the {g.size} ranks of a group are not making the same collective "
                              f"call (no data was sent):\n{lines}\n{HINT}")
 
 
-def free_dim(shape, dim: int) -> str:
-    """`shape` as text with `dim` shown as *, where the ranks' lengths may differ: (*, 3)."""
-    return "(" + ", ".join("*" if d == dim else str(n) for d, n in enumerate(shape)) + ")"
+def free_dim(shape, dim: int) -> tuple:
+    """`shape` with -1 at `dim`, where the ranks' lengths may differ (shown as *)."""
+    return tuple(-1 if d == dim else n for d, n in enumerate(shape))
 
 
-def _source(file: str, line: int) -> str:
-    text = linecache.getline(file, line).strip()
-    return f"  `{text}`" if text else ""
+def _describe(name, how, shape, dtype, extra, file, line) -> str:
+    """all_reduce (sum) of float32 (2, *), ... at train.py:12  `source line`"""
+    text = name + (f" ({how})" if how else "")
+    if shape is not None:
+        dims = ", ".join("*" if n == -1 else str(n) for n in shape)
+        text += f" of {dtype} ({dims}{',' if len(shape) == 1 else ''})"
+    source = linecache.getline(file, line).strip()
+    return f"{text}{extra[1] if extra else ''} at {file}:{line}" + (f"  `{source}`" if source else "")
 
 
 # ---- which parameters a gradient bucket holds -----------------------------------------------------

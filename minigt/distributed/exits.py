@@ -66,12 +66,12 @@ def _leave(comm, rank: int, groups) -> None:
     row = (f"has exited: sys.exit({status!r}) at {where}" if where else
            "has exited: its program ended (or raised SystemExit)")
     unique = {id(g.checks): g for g in groups() if g.checks is not None}.values()
-    pending = [(g, *checks.start(g, "exit", "")) for g in unique]
-    requests = [request for _, request, _, _ in pending]
+    pending = [(g, *checks.start(g, checks.LEAVING)) for g in unique]
+    requests = [request for _, request, _ in pending]
     try:
         for _ in pending:  # settle each group as its exchange completes, in any order
-            g, _, table, mine = pending[MPI.Request.Waitany(requests)]
-            checks.settle(g, table, mine, row)
+            g, _, table = pending[MPI.Request.Waitany(requests)]
+            checks.settle(g, table, checks.LEAVING, lambda: row)
     except checks.CollectiveMismatch as mismatch:
         _abort(comm, rank, f"{type(mismatch).__name__}: {mismatch}",
                status if isinstance(status, int) and status else 1)
