@@ -51,6 +51,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     run.add_argument("--data", choices=["synthetic", "digits"], default="synthetic")
     run.add_argument("--tp", type=int, default=1,
                      help="tensor-parallel size: ranks sharing each layer (data parallel = ranks / tp)")
+    run.add_argument("--shard-optimizer", action="store_true",
+                     help="ZeRO: each data-parallel rank updates and keeps the state of 1/N of "
+                          "the parameters (the same steps, 1/N of the optimizer's memory)")
+    run.add_argument("--fsdp", action="store_true",
+                     help="fully sharded: each rank keeps 1/N of every parameter, its gradient "
+                          "and optimizer state, gathering each block's whole while it runs")
     out = p.add_argument_group("output")
     out.add_argument("--checkpoint", help="save model and optimizer here after every epoch")
     out.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -64,6 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name} must be at least 1")
     if args.epochs < 0:
         p.error("--epochs must not be negative")
+    if args.fsdp and (args.tp > 1 or args.shard_optimizer):
+        p.error("--fsdp already shards parameters, gradients and optimizer state over the data-"
+                "parallel ranks: it does not combine with --tp or --shard-optimizer (yet)")
     if args.dim % args.heads or args.heads % args.tp:
         p.error(f"--dim ({args.dim}) must divide by --heads ({args.heads}), and --heads by --tp ({args.tp})")
     return args
@@ -129,7 +138,14 @@ def train(args) -> dict:
                              parallel=args.tp > 1)
     model.to(args.device or gt.backends.default_device(), np.dtype(args.dtype))
     optim_class = gt.optim.SGD if args.optim == "sgd" else gt.optim.Adam
-    optimizer = optim_class(model.parameters(), lr=args.lr)
+    if args.fsdp:  # the embedding, each block and the head are units; then the rest
+        for unit in (model.embed, *model.blocks, model.head):
+            dist.fully_shard(unit)
+        dist.fully_shard(model)
+    if args.shard_optimizer:
+        optimizer = dist.ShardedOptimizer(model.parameters(), optim_class, lr=args.lr)
+    else:
+        optimizer = optim_class(model.parameters(), lr=args.lr)
     history = {"epochs": [], "step_losses": []}
     first_epoch = 1
     state = resume_state(args.checkpoint) if args.resume else None

@@ -13,18 +13,21 @@ from .checks import CollectiveMismatch
 from .collectives import barrier
 from .dtensor import DTensor, local, redistribute
 from .files import load
+from .fsdp import ShardedParameter, fully_shard
 from .functions import all_gather, all_reduce, broadcast, reduce_scatter
 from .placement import Partial, Placement, Replicate, Shard, ShardingError
 from .sharding import auto_shard, from_local, replicate, shard
 from .tensor_parallel import ColumnParallelLinear, RowParallelLinear
 from .visualize import visualize
+from .zero import ShardedOptimizer
 from .world import data_group, init_parallel, local_rank, rank, tensor_group, world_size
 
 
 __all__ = [
     "DTensor", "Placement", "Replicate", "Shard", "Partial", "ShardingError",
     "rank", "world_size", "local_rank", "barrier", "init_parallel", "data_group", "tensor_group",
-    "ColumnParallelLinear", "RowParallelLinear",
+    "ColumnParallelLinear", "RowParallelLinear", "ShardedOptimizer", "fully_shard",
+    "ShardedParameter",
     "shard", "replicate", "from_local", "redistribute", "auto_shard", "local", "load",
     "CollectiveMismatch",
     "visualize",

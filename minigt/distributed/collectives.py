@@ -52,6 +52,13 @@ def all_reduce(array, op: str = "sum", *, group: Group | None = None, in_place: 
     return _unwire(recv, array.dtype, op, g.size)
 
 
+def all_reduce_number(value, op: str = "sum", *, group: Group | None = None):
+    """A number -- a float, or a 0-d array that stays on its device -- combined over the group,
+    given back as the same kind."""
+    total = all_reduce(np.asarray(value) if isinstance(value, float) else value, op, group=group)
+    return float(total) if isinstance(value, float) else total
+
+
 def start_all_reduce(array, op: str = "sum", *, group: Group | None = None,
                      extra: tuple[int, str] | None = None):
     """Begin summing (op) the C-contiguous `array` over the group in place; returns a request

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from ..autograd import Function, no_grad
-from ..backends import to_device
+from ..backends import array_module, to_device
 from ..tensor import Tensor
 from . import checks, collectives, gradsync, world
 from .placement import Partial, Placement, Replicate, Shard, ShardingError, shard_range, shard_sizes
@@ -265,6 +265,14 @@ class ReplicatedUse(Function):
         if source.grad_fn is None and self.over is None:  # a parameter: nothing waits on it
             gradsync.defer(source, g)
             return None
+        gathered = source.grad_fn
+        if self.over is None and isinstance(gathered, GatherShards):
+            # The value was gathered from shards, whose backward keeps only this rank's slice:
+            # sum just that slice over the ranks (a reduce-scatter, half an all-reduce's bytes).
+            out = array_module(g).zeros_like(g)
+            mine = (slice(None),) * gathered.dim + (slice(*local_range(gathered.sizes)),)
+            out[mine] = collectives.reduce_scatter(g, gathered.dim, gathered.sizes, group=group())
+            return out
         return collectives.all_reduce(g, "sum", group=self.over or group())
 
 

@@ -19,7 +19,9 @@ from ..nn.functional.normalization import LayerNormFn
 from ..ops import elementwise as ew
 from ..tensor import Tensor
 from . import collectives
-from .dispatch import contract_sharded, no_rule, run_local, settle_partials, sharding_rule, slice_replicated
+from .dispatch import (
+    contract_sharded, no_rule, run_local, settle_partials, sharding_rule, slice_replicated,
+)
 from .dtensor import DTensor, group, placement_of, use_replicated
 from .placement import Partial, Replicate, Shard
 

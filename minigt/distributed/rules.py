@@ -34,7 +34,9 @@ from ..ops import elementwise as ew
 from ..ops import unary as un
 from ..ops import linalg, reductions as red, shape as shp
 from ..tensor import Tensor
-from .dispatch import contract_sharded, no_rule, run_local, settle_partials, sharding_rule, slice_replicated
+from .dispatch import (
+    contract_sharded, no_rule, run_local, settle_partials, sharding_rule, slice_replicated,
+)
 from .dtensor import placement_of, redistribute, use_replicated
 from .extreme_rules import ShardedAnyAll, ShardedArgExtreme, ShardedExtreme, ShardedExtremeAlongDim
 from .placement import Partial, Replicate, Shard

@@ -16,8 +16,6 @@ parallelism runs beside (its rules treat these two Functions as local, `@shardin
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..nn import Linear, Module
 from ..nn import functional as F
 from ..nn.parameter import Parameter
@@ -54,9 +52,7 @@ class TensorParallelParameter(Parameter):
     @staticmethod
     def combine_parts(value, op: str):
         """Slices of one weight: this rank's part of a norm is combined over the tensor group."""
-        total = collectives.all_reduce(np.asarray(value) if isinstance(value, float) else value,
-                                       op, group=world.tensor_group())
-        return float(total) if isinstance(value, float) else total
+        return collectives.all_reduce_number(value, op, group=world.tensor_group())
 
 
 def _slice(array, dim: int):

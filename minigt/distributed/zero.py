@@ -91,7 +91,8 @@ class ShardedOptimizer:
                     else:
                         entry[key] = value  # a step count: the same on every rank
         group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
-        return {"state": state, "param_groups": [{**group, "params": list(range(len(self.params)))}]}
+        numbers = list(range(len(self.params)))
+        return {"state": state, "param_groups": [{**group, "params": numbers}]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a state dict of this optimizer, or of the unsharded one, from any rank count."""

@@ -256,12 +256,13 @@ class Module:
             if key not in state_dict:
                 continue
             value = _as_numpy_or_backend(state_dict[key])
-            if isinstance(target, Parameter):
+            whole_shape = tuple(value.shape)
+            if isinstance(target, Parameter):  # a split parameter: the part this rank keeps
                 value = target.local_part(value)
-            if tuple(value.shape) != target.shape:
+            if tuple(value.shape) != tuple(target.data.shape):
                 errors.append(
                     f"size mismatch for {key!r}: the model has shape {target.shape}, the state "
-                    f"dict has {tuple(value.shape)}"
+                    f"dict has {whole_shape}"
                 )
         if strict:
             if missing:
@@ -278,7 +279,9 @@ class Module:
                     value = _as_numpy_or_backend(state_dict[key])
                     if isinstance(target, Parameter):
                         value = target.local_part(value)
-                    target.copy_(to_device(value, target.device).astype(target.dtype, copy=False))
+                    # this rank's part into its own storage (Tensor's copy_, not a sharded one's)
+                    value = to_device(value, target.device).astype(target.dtype, copy=False)
+                    Tensor.copy_(target, value)
         return IncompatibleKeys(missing, unexpected)
 
     def _state_tensors(self, prefix: str = "") -> dict:

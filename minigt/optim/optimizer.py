@@ -222,7 +222,8 @@ def axpy(alpha: float, x, y):
 def _whole(param: Tensor, value: Any) -> Any:
     """A state entry as state_dict() gives it: a tensor shaped like a parameter is the whole of
     it (`Parameter.full_value`); anything else (a step count) as it is."""
-    if isinstance(value, Tensor) and isinstance(param, Parameter) and value.shape == param.shape:
+    if isinstance(value, Tensor) and isinstance(param, Parameter) and \
+            value.shape == param.data.shape:  # (this rank's part of a split parameter)
         return param.full_value(value)
     return value
 
@@ -235,7 +236,7 @@ def _state_value_for(param: Tensor, key: str, value: Any, index: int) -> Any:
     array = value.data if isinstance(value, Tensor) else value
     if isinstance(param, Parameter):  # a split parameter keeps its own slice of the whole
         array = param.local_part(array)
-    if tuple(array.shape) != param.shape:
+    if tuple(array.shape) != tuple(param.data.shape):  # this rank's part of a split parameter
         raise ValueError(f"optimizer load_state_dict: state {key!r} of parameter {index} has shape "
                          f"{tuple(array.shape)}, but the parameter has shape {param.shape}")
     array = to_device(array, device_of(param.data))
