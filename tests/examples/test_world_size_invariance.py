@@ -38,8 +38,9 @@ def step_losses(tmp_path: Path, ranks: int, *flags: str, env: dict | None = None
 @pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-6), ("float32", 1e-4)])
 @pytest.mark.parametrize("ranks, flags", [
     (2, ()), (3, ()), (2, ("--tp", "2")), (4, ("--tp", "2")),
-    (3, ("--shard-optimizer",)), (4, ("--tp", "2", "--shard-optimizer")),
-], ids=["n2", "n3-uneven", "n2-tp2", "n4-dp2xtp2", "n3-sharded-optimizer", "n4-dp2xtp2-sharded"])
+    (3, ("--shard-optimizer",)), (4, ("--tp", "2", "--shard-optimizer")), (3, ("--fsdp",)),
+], ids=["n2", "n3-uneven", "n2-tp2", "n4-dp2xtp2", "n3-sharded-optimizer", "n4-dp2xtp2-sharded",
+        "n3-fsdp"])
 def test_losses_do_not_depend_on_the_number_of_ranks(tmp_path, ranks, flags, dtype, tolerance):
     single = step_losses(tmp_path, 1, "--dtype", dtype)
     many = step_losses(tmp_path, ranks, "--dtype", dtype, *flags)
@@ -64,16 +65,16 @@ def test_a_checkpoint_resumes_at_any_parallel_layout(tmp_path, optimizer):
         np.testing.assert_allclose(resumed, straight, rtol=1e-9, err_msg=f"-n {ranks} {layout}")
 
 
-def test_a_sharded_optimizer_checkpoint_resumes_unsharded_and_back(tmp_path):
+def test_a_sharded_checkpoint_resumes_unsharded_and_back(tmp_path):
     """Adam's state saved by the sharded optimizer on 3 ranks (batch 2: one rank holds no rows)
-    resumes in one process, and one process's checkpoint resumes sharded on 4 ranks."""
+    resumes in one process, and one process's checkpoint resumes fully sharded on 4 ranks."""
     flags = ["--dtype", "float64", "--optim", "adam", "--batch", "2"]
     straight = step_losses(tmp_path, 1, *flags, "--epochs", "3")
     sharded = tmp_path / "sharded.npz"
     step_losses(tmp_path, 3, *flags, "--epochs", "1", "--checkpoint", str(sharded), "--shard-optimizer")
     step_losses(tmp_path, 1, *flags, "--epochs", "2", "--checkpoint", str(sharded), "--resume")
     resumed = step_losses(tmp_path, 4, *flags, "--epochs", "3", "--checkpoint", str(sharded),
-                          "--resume", "--shard-optimizer")
+                          "--resume", "--fsdp")
     np.testing.assert_allclose(resumed, straight, rtol=1e-9)
 
 
