@@ -8,7 +8,7 @@ import pytest
 
 import minigt
 from minigt import optim
-from minigt.backends import array_module, to_device
+from minigt.backends import array_module, parse_device, to_device
 from minigt.optim import adam as adam_module, sgd as sgd_module  # the modules, not the functions
 
 SHAPE = (257, 256)  # 65,792 elements: one whole 64K piece and a partial one
@@ -31,6 +31,7 @@ ADAM_SETTINGS = [
 
 def start_and_grads(dtype, device, seed=0):
     rng = np.random.default_rng(seed)
+    device = parse_device(device)  # 'cuda' -> 'cuda:0'
     start = to_device(rng.standard_normal(SHAPE).astype(dtype), device)
     return start, [to_device((s * rng.standard_normal(SHAPE)).astype(dtype), device)
                    for s in SCALES]
