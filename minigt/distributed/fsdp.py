@@ -36,6 +36,7 @@ class ShardedParameter(DTensor, Parameter):
 
     @classmethod
     def of(cls, param: Parameter) -> ShardedParameter:
+        """This rank's rows of `param` (copied), as a ShardedParameter."""
         sizes = standard_sizes(param.shape[0])
         start, stop = local_range(sizes)
         rows = cls._make(param.data[start:stop].copy(), param.requires_grad, None)
