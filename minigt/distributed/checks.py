@@ -2,10 +2,11 @@
 
 SPMD goes wrong quietly when ranks drift apart: rank 0 calls `loss.item()` for a log line while
 rank 1 is already in the next step's gradient all-reduce, and MPI pairs the two, adding a loss to
-a gradient. So before each collective every rank of the group sends a signature of three int64:
+a gradient. So before each collective every rank of the group sends a signature of five int64:
 
-    what    a hash of the call as text, e.g. "all_reduce (sum) of float32 (2, 3)"
-    where   a hash of the user's line that made it: the first frame outside minigt and the
+    call    a hash of the collective's name and how (op, dim, root), its dtype, its shape
+            (three numbers: all_reduce (sum) of float32 (2, 3))
+    line    a hash of the user's line that made it: the first frame outside minigt and the
             standard library (file name and line number), so two `.item()` calls of the same
             shape on different lines still differ
     extra   0, or a hash the caller adds (a gradient bucket's parameters, see `bucket_signature`)
@@ -129,8 +130,9 @@ def _describe(name, how, shape, dtype, extra, file, line) -> str:
     if shape is not None:
         dims = ", ".join("*" if n == -1 else str(n) for n in shape)
         text += f" of {dtype} ({dims}{',' if len(shape) == 1 else ''})"
+    text += f"{extra[1] if extra else ''} at {file}:{line}"
     source = linecache.getline(file, line).strip()
-    return f"{text}{extra[1] if extra else ''} at {file}:{line}" + (f"  `{source}`" if source else "")
+    return text + (f"  `{source}`" if source else "")
 
 
 # ---- which parameters a gradient bucket holds -----------------------------------------------------

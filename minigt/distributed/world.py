@@ -84,7 +84,7 @@ def init() -> None:
     _world = _join()
     _world_group = _group_of(_world.comm)
     if _world.size > 1:
-        exits.install(_world.comm, _world.rank, lambda: (_world_group, tensor_group(), data_group()))
+        exits.install(_world.comm, _world.rank, _my_groups)
     if _world.comm is not None:  # launched: one GPU per rank (alone, keep the current one)
         bind_device()
 
@@ -176,6 +176,11 @@ def tensor_group() -> Group:
 def data_group() -> Group:
     """This rank's data-parallel group (by default, the world)."""
     return world_group() if _parallel is None else _parallel.data
+
+
+def _my_groups() -> tuple:
+    """Every group this rank is in (exits.py waits in each when the rank leaves)."""
+    return _world_group, tensor_group(), data_group()
 
 
 def _split(color: int, size: int) -> Group:

@@ -97,7 +97,8 @@ def test_reading_a_replicated_value_is_a_collective_too():
     with pytest.raises(CollectiveMismatch) as caught:
         r.item() if RANK == 0 else r.numpy()
     rows = rows_of(caught.value)
-    assert rows[0].startswith("item() of float32 ()") and rows[1].startswith("numpy() of float32 ()")
+    assert rows[0].startswith("item() of float32 ()")
+    assert rows[1].startswith("numpy() of float32 ()")
     assert r.item() == 2.5
 
 
