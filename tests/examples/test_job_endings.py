@@ -85,13 +85,13 @@ def test_reading_on_rank_0_after_the_others_finished(tmp_path):
                      "rank 0: all_reduce (sum) of float32 () at")
 
 
-@pytest.mark.parametrize("status", [0, 3])
-def test_sys_exit_on_one_rank_ends_the_job(tmp_path, status):
+@pytest.mark.parametrize("status, ranks", [(0, 2), (3, 3)])
+def test_sys_exit_on_one_rank_ends_the_job(tmp_path, status, ranks):
     done, seconds = job(tmp_path, f"""
         if rank == 1:
             sys.exit({status})
         (model(x) ** 2).mean().backward()
-    """)
+    """, ranks)
     ended_with_error(done, seconds, f"rank 1: has exited: sys.exit({status}) at {tmp_path}",
                      "rank 0: all_reduce (sum) of float32 (5,)")
 
