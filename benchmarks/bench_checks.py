@@ -8,10 +8,9 @@ and the accuracy count's .item() (train_pixel reads it once an epoch; here every
 checks the dearer). After warm-up steps with the checks on (the first lays out the gradient
 buckets and takes the parameters' fingerprints), the timed steps alternate checks on and off
 (`checks.ENABLED`, switched alike on both ranks), so that drift on a shared machine hits both.
-Reported: the median step of each and their step-by-step ratio, the checks a step makes, and a
-direct measure of one check: a 1-element all-reduce with and without it, interleaved, whose
-difference times the checks per step is the cost apart from the steps' noise (target: at most
-3% of a step).
+Reported: the median step of each and their step-by-step ratio (target: at most 1.03), the checks
+a step makes, and one check measured apart: a 1-element all-reduce with and without it,
+interleaved, whose difference times the checks per step is the exchanges' own time.
 
     .venv/bin/python benchmarks/bench_checks.py [--threads N] [--quick] [--batch B] [--strict]
 
@@ -139,27 +138,29 @@ def main(args) -> int:
     pairs = common.stats_of([a / b for a, b in zip(result["on"], result["off"])])
     one_on, one_off = common.stats_of(result["one_on"]), common.stats_of(result["one_off"])
     added = (one_on.median - one_off.median) * result["per_step"]
-    derived = 1 + added / off.median
     common.print_table(
         f"Training step, the brief's model, global batch {args.batch}, -n {RANKS} (rank 0's clock)",
-        [["checks on", common.fmt_time(on, 1e3, 1), on.n],
-         ["checks off", common.fmt_time(off, 1e3, 1), off.n],
-         ["on / off, step by step", f"{pairs.median:.3f}× ±{pairs.spread * 100:.0f}%", pairs.n]],
-        ["", "step (ms) or ratio, median ±IQR/2", "steps"],
+        [["checks on", common.fmt_time(on, 1e3, 1), on.n, ""],
+         ["checks off", common.fmt_time(off, 1e3, 1), off.n, ""],
+         ["on / off, step by step", f"{pairs.median:.3f}× ±{pairs.spread * 100:.0f}%", pairs.n,
+          common.verdict(pairs.median, TARGET)]],
+        ["", "step (ms) or ratio, median ±IQR/2", "steps", f"target ≤ {TARGET:.2f}×"],
         "Steps alternate on, off, on, ... in the same two processes; each on step is divided by "
-        "the off step after it. On a shared machine the steps' own noise is larger than the cost.")
+        "the off step after it. Under heavy load from other processes the steps' own noise can "
+        "exceed the cost: the header gives the load.")
     common.print_table(
-        "One check, measured apart, and its share of a step",
-        [["1-element all_reduce, checks on (µs)", common.fmt_time(one_on, 1e6, 1), ""],
-         ["1-element all_reduce, checks off (µs)", common.fmt_time(one_off, 1e6, 1), ""],
-         ["checks per step", str(result["per_step"]), ""],
-         ["added per step (µs)", f"{added * 1e6:.0f}", ""],
-         ["added / step with checks off", f"{(derived - 1) * 100:.2f}% ({derived:.4f}×)",
-          common.verdict(derived, TARGET)]],
-        ["", "value", f"target ≤ {TARGET:.2f}×"],
-        "µs: median ±IQR/2 of 1900 interleaved calls each (after 100 of each). The target is "
-        "judged here: the difference of two one-check timings, times the checks a step makes.")
-    missed = common.verdict(derived, TARGET) == "MISS"
+        "Where it goes: one check measured apart",
+        [["1-element all_reduce, checks on (µs)", common.fmt_time(one_on, 1e6, 1)],
+         ["1-element all_reduce, checks off (µs)", common.fmt_time(one_off, 1e6, 1)],
+         ["checks per step", str(result["per_step"])],
+         ["the exchanges' own time per step", f"{added * 1e6:.0f} µs, "
+                                             f"{added / off.median * 100:.2f}% of a step"]],
+        ["", "value"],
+        "µs: median ±IQR/2 of 1900 interleaved calls each (after 100 of each). The rest of the "
+        "step's difference is waiting: each check is a point where the faster rank waits for the "
+        "slower one (a gradient bucket's, in the middle of backward), where without it the wait "
+        "would come later and partly overlap.")
+    missed = common.verdict(pairs.median, TARGET) == "MISS"
     return 2 if args.strict and missed else 0
 
 
