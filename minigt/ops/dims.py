@@ -59,10 +59,22 @@ def as_tensor_like(value, like: Tensor, op: str) -> Tensor:
     elif isinstance(value, numbers.Real):
         dtype = like.data.dtype if like.data.dtype.kind == "f" else np.float32
     elif isinstance(value, (np.ndarray, list, tuple)) or array_module(value) is not np:
+        if isinstance(value, (list, tuple)) and _holds_tensor(value):  # max(x, dim)'s pair, say
+            raise TypeError(
+                f"{op}: cannot combine a tensor with a {type(value).__name__} of tensors. "
+                "max/min along a dim return (values, indices): take .values, or use amax/amin; "
+                "several tensors make one with stack"
+            )
         return Tensor(value, device=like.device)
     else:
         raise TypeError(f"{op}: cannot combine a tensor with {type(value).__name__}")
     return Tensor._make(xp.asarray(value, dtype=dtype), False, None)
+
+
+def _holds_tensor(values) -> bool:
+    """Whether a (nested) list or tuple has a Tensor anywhere in it."""
+    return any(isinstance(v, Tensor) or isinstance(v, (list, tuple)) and _holds_tensor(v)
+               for v in values)
 
 
 def same_device(op: str, *tensors: Tensor) -> None:

@@ -283,6 +283,24 @@ def test_combining_with_an_unsupported_type():
         gt.ones(2) + "a"
 
 
+@pytest.mark.parametrize("combine", [
+    lambda x: x - x.max(axis=-1, keepdims=True),
+    lambda x: x.min(dim=0) * x,
+    lambda x: gt.maximum(x, (x[0], x[1])),
+    lambda x: x < [[x[0, 0]]],
+    lambda x: gt.where(x > 0, x.max(-1, keepdim=True), x),
+], ids=["sub", "rmul", "tuple", "nested list", "where"])
+def test_combining_with_a_sequence_of_tensors_is_refused(combine):
+    # max/min with a dim give (values, indices); as one array it broadcast to a wrong shape
+    with raises(TypeError, "of tensors", ".values", "amax"):
+        combine(gt.ones(2, 3))
+
+
+def test_sequences_of_numbers_still_combine():
+    assert (gt.ones(2, 2) + [1.0, 2.0]).tolist() == [[2.0, 3.0]] * 2
+    assert ((1, 2) - gt.ones(2)).tolist() == [0.0, 1.0]
+
+
 # ---- devices -------------------------------------------------------------------------------------------
 
 @pytest.mark.skipif(gt.cuda_available(), reason="checks the message given when CuPy/GPU is absent")
