@@ -9,21 +9,19 @@ The helpers below are what every rule is built from.
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from collections import Counter
 
 from .. import autograd
 from ..ops.indexing import GetItem
 from ..tensor import Tensor
-from . import trace
+from . import checks, trace
 from .dtensor import DTensor, group, local_range, placement_of, redistribute, use_replicated
 from .placement import Partial, Replicate, Shard, ShardingError
 
 RULES: dict = {}  # Function class -> rule(cls, inputs: list, params: dict) -> DTensor
 redistributions: Counter = Counter()  # op name -> how often no rule ran it as placed
 _DEBUG = os.environ.get("MINIGT_DEBUG", "0") == "1"
-_PACKAGE = os.path.dirname(os.path.abspath(autograd.__file__)) + os.sep  # minigt/
 
 
 def sharding_rule(*functions):
@@ -143,13 +141,11 @@ def _report(op: str, inputs, how: str) -> None:
     if not _DEBUG or (op, placements) in _warned or group().rank != 0:
         return
     _warned.add((op, placements))
-    frame = sys._getframe(1)
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
-        frame = frame.f_back  # the warning points at the user's line, not at minigt's
+    file, line = checks.call_site()  # the warning points at the user's line, not at minigt's
     warnings.warn_explicit(
         f"{op}: no sharding rule runs inputs placed [{', '.join(placements)}] as they are, so "
         f"they were redistributed ({how}). Redistribute them yourself to choose the placement.",
-        UserWarning, frame.f_code.co_filename, frame.f_lineno)
+        UserWarning, file, line)
 
 
 # ---- what rules are made of ---------------------------------------------------------------------
