@@ -90,7 +90,9 @@ class Function:
     inputs: tuple | None
     needs_input_grad: tuple
     differentiable = True  # False for ops such as comparisons: never recorded
-    output_is_view = False  # True when the output may share the first input's memory
+    # True when the output may share the first input's memory; an op for which that depends on
+    # the call (indexing: slices give views, index arrays copies) sets it on self in forward
+    output_is_view = False
 
     @classmethod
     def apply(cls, *inputs, **params):
@@ -122,7 +124,7 @@ class Function:
                 result = Tensor._make(out, False, None)
         else:
             result = Tensor._make(out, False, None)
-        if cls.output_is_view:  # in-place writes to either must be seen by graphs saving the other
+        if fn.output_is_view:  # in-place writes to either must be seen by graphs saving the other
             result._version = inputs[0]._version
         return result
 

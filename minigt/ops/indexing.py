@@ -41,15 +41,14 @@ def _is_basic(index) -> bool:
 class GetItem(Function):
     """x[index];  dx = zeros with g added at the selected places (repeats accumulate)."""
 
-    output_is_view = True
-
     def forward(self, x, index):
         self.shape, self.dtype, self.index = x.shape, x.dtype, index
+        self.output_is_view = _is_basic(index)  # index arrays make NumPy copy
         return x[index]
 
     def backward(self, g):
         out = array_module(g).zeros(self.shape, dtype=g.dtype)
-        if _is_basic(self.index):
+        if self.output_is_view:  # basic: no element is selected twice
             out[self.index] = g
         else:
             scatter_add(out, self.index, g)

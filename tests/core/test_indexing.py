@@ -83,6 +83,29 @@ def test_basic_slice_result_records_getitem():
     assert "GetItem" in repr(x[0, 1:].grad_fn)
 
 
+@pytest.mark.parametrize("index", [[0, 1], np.array([True, False, True]), gt.tensor([2, 0])],
+                         ids=["list", "mask", "tensor"])
+def test_writing_into_an_advanced_index_result_leaves_graphs_of_the_source_alone(index):
+    x = gt.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    c = gt.tensor([3.0, 4.0, 5.0])
+    loss = (x * c).sum()
+    d = c[index]  # index arrays make a copy
+    d += 1
+    loss.backward()
+    assert x.grad.tolist() == [3.0, 4.0, 5.0] and c.tolist() == [3.0, 4.0, 5.0]
+
+
+@pytest.mark.parametrize("index", [slice(1, None), 0, (Ellipsis, None)], ids=["slice", "int", "newaxis"])
+def test_writing_into_a_basic_index_result_is_seen_by_graphs_of_the_source(index):
+    x = gt.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    c = gt.tensor([3.0, 4.0, 5.0])
+    loss = (x * c).sum()
+    d = c[index]  # a view of c
+    d += 1
+    with pytest.raises(RuntimeError, match="modified in place"):
+        loss.backward()
+
+
 # ---- __setitem__ -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(
