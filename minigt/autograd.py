@@ -224,16 +224,18 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
                 f"backward(): gradient has shape {tuple(grad.shape)} but the output has shape "
                 f"{tuple(xp_data.shape)}; they must match."
             )
+    owned = gradient is None  # the caller's gradient stays the caller's: never a .grad as it is
     if tensor.grad_fn is None:
-        accumulate_into(tensor, grad)
+        accumulate_into(tensor, grad, owned)
         return
 
-    pending = {tensor.grad_fn: grad}
-    handed_out = {id(grad)}  # arrays given to some .grad or pending: a second taker must copy
+    # fn -> (the gradient of its output, whether the engine alone holds that array)
+    pending = {tensor.grad_fn: (grad, owned)}
     for fn in _graph_in_order(tensor.grad_fn):
-        grad = pending.pop(fn, None)
-        if grad is None:  # no path from the root carried a gradient here
+        entry = pending.pop(fn, None)
+        if entry is None:  # no path from the root carried a gradient here
             continue
+        grad, owned = entry
         retained = fn.retained() if "retained" in fn.__dict__ else None
         if retained is not None:
             accumulate_into(retained, grad)
@@ -241,19 +243,25 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
         input_grads = fn.backward(grad)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
+        taken = []  # arrays that inputs of fn took as their own: a second taker must copy
         for t, needed, g in zip(fn.inputs, fn.needs_input_grad, input_grads):
             if not needed or g is None:
                 continue
             g = reduce_to_shape(g, t.data.shape)
+            # g is the engine's alone when fn made it (not a view) or passed on a gradient that
+            # was, and no earlier input of fn took it: then it becomes a .grad without a copy.
+            fresh = owned if g is grad else g.base is None
+            if fresh:
+                if taken and any(g is h for h in taken):
+                    fresh = False
+                else:
+                    taken.append(g)
             if t.grad_fn is None:
-                # A fresh array (not a view, not handed out before) can become .grad as it is.
-                accumulate_into(t, g, owned=g.base is None and id(g) not in handed_out)
-                handed_out.add(id(g))
+                accumulate_into(t, g, owned=fresh)
             elif t.grad_fn in pending:
-                pending[t.grad_fn] = pending[t.grad_fn] + g
+                pending[t.grad_fn] = (pending[t.grad_fn][0] + g, True)  # a new array
             else:
-                pending[t.grad_fn] = g
-                handed_out.add(id(g))
+                pending[t.grad_fn] = (g, fresh)
         if not retain_graph:
             fn.release()
     for hook in post_backward_hooks:

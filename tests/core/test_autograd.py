@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import minigt as gt
+from minigt import autograd
 
 
 def square_sum(x):
@@ -51,6 +52,42 @@ def test_grad_is_a_copy_not_the_incoming_array():
     (x * 1.0).backward(gradient=g)
     g.data[0] = 100.0
     assert x.grad.tolist() == [1.0, 1.0]
+
+
+class Double(autograd.Function):
+    """2x;  dx = 2g, a new array each time (the last one kept in `made`)"""
+
+    def forward(self, x):
+        return 2 * x
+
+    def backward(self, g):
+        Double.made = 2 * g
+        return Double.made
+
+
+def test_a_fresh_gradient_becomes_grad_without_a_copy():
+    # Exp's gradient for Double is freed just before Double makes its own, so CPython often
+    # gives the new array the freed one's id(): the engine must not take it for that one.
+    for _ in range(20):
+        x = gt.tensor([0.1, 0.2, 0.3], requires_grad=True)
+        Double.apply(x).exp().exp().sum().backward()
+        assert x.grad.data is Double.made
+
+
+@pytest.mark.parametrize("upstream", ["made by an op", "given to backward"])
+@pytest.mark.parametrize("expression", ["a + b", "a.clone() + b", "b + a.clone()", "(a + b) * 1"])
+def test_one_gradient_array_never_becomes_the_grad_of_two_leaves(expression, upstream):
+    # Add hands the same array to both inputs, Clone passes its gradient on as it is
+    a, b = gt.ones(3, requires_grad=True), gt.ones(3, requires_grad=True)
+    y = eval(expression)
+    g = gt.tensor([1.0, 2.0, 3.0])
+    if upstream == "made by an op":
+        (y * g).sum().backward()
+    else:
+        y.backward(gradient=g)
+    a.grad.data += 10.0
+    assert b.grad.tolist() == [1.0, 2.0, 3.0] and g.tolist() == [1.0, 2.0, 3.0]
+    assert a.grad.tolist() == [11.0, 12.0, 13.0]
 
 
 def test_a_tensor_used_twice_gets_both_contributions():
@@ -284,3 +321,4 @@ def test_in_place_change_of_a_saved_input_is_detected(modify):
             x += 1
     with pytest.raises(RuntimeError, match="modified in place"):
         loss.backward()
+
