@@ -58,11 +58,13 @@ class ShardedOptimizer:
         """Forget the summed gradient parts (set_to_none is accepted for PyTorch's signature)."""
         for bucket in self.buckets:
             bucket.grad_part = None
+            for param in bucket.params():
+                param.grad = None
 
     def step(self, closure=None):
         """Update this rank's parts, then all-gather them into every rank's parameters."""
         for bucket, part in zip(self.buckets, self.parts):
-            grad = bucket.grad_part
+            grad = _with_whole_grads(bucket, bucket.grad_part)
             part.grad = None if grad is None else Tensor._make(grad, False, None)
         loss = self.optimizer.step(closure)
         with no_grad():
@@ -131,6 +133,21 @@ class ShardedOptimizer:
 
     def __repr__(self) -> str:
         return f"ShardedOptimizer({self.optimizer!r})"
+
+
+def _with_whole_grads(bucket, grad_part):
+    """`grad_part` plus this rank's part of any `.grad` that backward set itself: a parameter
+    that met sharded compute through another op (a cast, say) has its gradient summed in the
+    graph, so it never came to the bucket as a share."""
+    params = bucket.params()
+    if all(p.grad is None for p in params):
+        return grad_part
+    flat = bucket.xp.zeros_like(bucket.flat)
+    for slot, param in enumerate(params):
+        if param.grad is not None:
+            bucket.view(flat, slot)[...] = param.grad.data
+    mine = flat[bucket.part]
+    return mine if grad_part is None else grad_part + mine
 
 
 def _whole(param, value: Tensor) -> Tensor:

@@ -66,6 +66,20 @@ def test_a_model_smaller_than_the_world_leaves_parts_empty():
     np.testing.assert_allclose(w.numpy(), reference.numpy(), **TOL)
 
 
+def test_a_parameter_that_meets_sharded_data_through_another_op_is_updated():
+    # its gradient is summed in the graph and set as .grad: it never comes to the bucket
+    w = minigt.tensor([0.5, -1.0], dtype=minigt.float64, requires_grad=True)
+    reference = minigt.tensor([0.5, -1.0], dtype=minigt.float64, requires_grad=True)
+    x = global_array((4, 2), 85)
+    opt, ref_opt = dist.ShardedOptimizer([w], minigt.optim.Adam, lr=0.1), minigt.optim.Adam([reference], lr=0.1)
+    for _ in range(2):
+        for t, o, data in ((w, opt, dist.shard(minigt.tensor(x), 0)), (reference, ref_opt, minigt.tensor(x))):
+            o.zero_grad()
+            ((data * (t * 2.0)) ** 2).mean().backward()
+            o.step()
+    np.testing.assert_allclose(w.numpy(), reference.numpy(), **TOL)
+
+
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_checkpoints_are_the_unsharded_format_both_ways(name):
     cls, options = OPTIMIZERS[name]
