@@ -9,6 +9,7 @@ deep graphs cannot overflow the stack), and frees each node as it goes unless as
 from __future__ import annotations
 
 import contextlib
+import os
 import weakref
 
 from .backends import ARRAY_TYPES, array_module, ensure_array
@@ -20,6 +21,9 @@ _grad_enabled = True
 # rule, and adds a hook that syncs the gradients of replicated parameters after every backward.
 sharded_dispatch = None
 post_backward_hooks: list = []
+# Strict gradients, for minigt's own tests (MINIGT_STRICT_GRADIENTS=1 turns them on at import):
+# a gradient in another dtype or shape than its input's is an error, not quietly cast or reshaped.
+strict_gradients = os.environ.get("MINIGT_STRICT_GRADIENTS") == "1"
 
 
 def is_grad_enabled() -> bool:
@@ -194,6 +198,9 @@ def accumulate_into(tensor, grad, owned: bool = False) -> None:
     so it can become .grad without a copy."""
     grad = ensure_array(grad)
     if grad.dtype != tensor.data.dtype:
+        if strict_gradients:
+            raise RuntimeError(f"accumulate into .grad: a {grad.dtype} gradient for a "
+                               f"{tensor.data.dtype} tensor of shape {tuple(tensor.data.shape)}")
         grad, owned = grad.astype(tensor.data.dtype), True
     if tensor.grad is None:
         tensor.grad = tensor._grad_from(grad if owned else grad.copy())
@@ -224,6 +231,9 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
                 f"backward(): gradient has shape {tuple(grad.shape)} but the output has shape "
                 f"{tuple(xp_data.shape)}; they must match."
             )
+        if strict_gradients and grad.dtype != xp_data.dtype:
+            raise RuntimeError(f"backward(): gradient has dtype {grad.dtype} but the output has "
+                               f"dtype {xp_data.dtype}")
     owned = gradient is None  # the caller's gradient stays the caller's: never a .grad as it is
     if tensor.grad_fn is None:
         accumulate_into(tensor, grad, owned)
@@ -244,9 +254,11 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         taken = []  # arrays that inputs of fn took as their own: a second taker must copy
-        for t, needed, g in zip(fn.inputs, fn.needs_input_grad, input_grads):
+        for i, (t, needed, g) in enumerate(zip(fn.inputs, fn.needs_input_grad, input_grads)):
             if not needed or g is None:
                 continue
+            if strict_gradients:
+                _check_gradient(fn, i, t.data, g)
             g = reduce_to_shape(g, t.data.shape)
             # g is the engine's alone when fn made it (not a view) or passed on a gradient that
             # was, and no earlier input of fn took it: then it becomes a .grad without a copy.
@@ -266,6 +278,20 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
             fn.release()
     for hook in post_backward_hooks:
         hook()
+
+
+def _check_gradient(fn: Function, i: int, x, g) -> None:
+    """Strict mode: the gradient fn returned for input `x` must have x's dtype, and x's shape or
+    one that x's broadcasts to (reduce_to_shape sums those down; any other shape it would
+    reshape, silently when the sizes agree)."""
+    lead = g.ndim - x.ndim
+    broadcast = lead >= 0 and all(n in (1, m) for n, m in zip(x.shape, g.shape[lead:]))
+    if g.dtype != x.dtype or not broadcast:
+        raise RuntimeError(
+            f"backward of {fn.name} returned for its input {i} a gradient of shape "
+            f"{tuple(g.shape)} and dtype {g.dtype}; the input has shape {tuple(x.shape)} and "
+            f"dtype {x.dtype} (a gradient may also have a shape that the input's broadcasts to)"
+        )
 
 
 def _check_versions(fn: Function) -> None:

@@ -7,6 +7,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import minigt
+import minigt.autograd
+
+# Strict gradients (minigt.autograd.strict_gradients) for this process and, through the
+# environment, for the examples and scripts that tests start as subprocesses.
+os.environ["MINIGT_STRICT_GRADIENTS"] = "1"
+minigt.autograd.strict_gradients = True
 
 # "ci" (the default) is reproducible: the same examples every run, no timing-based failures.
 # HYPOTHESIS_PROFILE=dev explores more, with fresh examples each run.

@@ -19,8 +19,8 @@ def _binary(fn_class, a, b, op: str) -> Tensor:
     elif not isinstance(b, Tensor):
         b = as_tensor_like(b, a, op)
     same_device(op, a, b)
-    if a.data.dtype.kind != b.data.dtype.kind:
-        a, b = _promote(a, b)
+    if a.data.dtype != b.data.dtype:
+        a, b = promote(a, b)
     try:
         return fn_class.apply(a, b)
     except ValueError:
@@ -34,14 +34,21 @@ def _binary(fn_class, a, b, op: str) -> Tensor:
         raise
 
 
-def _promote(a: Tensor, b: Tensor):
-    """An integer or bool operand takes the float operand's dtype (float32 stays float32, as in
-    PyTorch; NumPy alone would give float64)."""
-    if a.data.dtype.kind == "f" and b.data.dtype.kind in "biu":
-        return a, cast(b, a.data.dtype)
-    if b.data.dtype.kind == "f" and a.data.dtype.kind in "biu":
-        return cast(a, b.data.dtype), b
-    return a, b
+def promote(a: Tensor, b: Tensor):
+    """Two operands of different dtypes in one, by casts recorded in the graph (so each gradient
+    comes back in its operand's dtype): an integer or bool operand takes the float operand's dtype
+    (float32 stays float32, as in PyTorch; NumPy alone would give float64), and of two floats the
+    narrower takes the wider's. Other pairs are left to NumPy."""
+    kind_a, kind_b = a.data.dtype.kind, b.data.dtype.kind
+    if kind_a == kind_b == "f":
+        dtype = np.promote_types(a.data.dtype, b.data.dtype)
+    elif kind_a == "f" and kind_b in "biu":
+        dtype = a.data.dtype
+    elif kind_b == "f" and kind_a in "biu":
+        dtype = b.data.dtype
+    else:
+        return a, b
+    return tuple(t if t.data.dtype == dtype else cast(t, dtype) for t in (a, b))
 
 
 class Add(Function):
@@ -180,6 +187,8 @@ def where(condition, a, b) -> Tensor:
     if not isinstance(condition, Tensor) or condition.dtype.kind != "b":
         raise TypeError("where: condition must be a bool tensor (e.g. x > 0)")
     same_device("where", condition, a, b)
+    if a.data.dtype != b.data.dtype:
+        a, b = promote(a, b)
     try:
         return Where.apply(condition, a, b)
     except ValueError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..autograd import Function
 from ..tensor import Tensor
 from .dims import same_device
+from .elementwise import promote
 
 
 class MatMul(Function):
@@ -46,6 +47,8 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
             f"({k_a} != {k_b})"
         )
     same_device("matmul", a, b)
+    if a.data.dtype != b.data.dtype:
+        a, b = promote(a, b)
     try:
         return MatMul.apply(a, b)
     except ValueError:

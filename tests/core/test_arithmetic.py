@@ -92,6 +92,19 @@ def test_float32_and_float64_promote_to_float64():
     assert (gt.ones(2) + gt.ones(2, dtype=gt.float64)).dtype == np.float64
 
 
+@pytest.mark.parametrize("fn", [
+    gt.add, gt.mul, gt.pow, gt.maximum, gt.matmul, lambda a, b: gt.where(a > 1.5, a, b),
+], ids=["add", "mul", "pow", "maximum", "matmul", "where"])
+@pytest.mark.parametrize("wide_first", [True, False], ids=["float64 first", "float32 first"])
+def test_mixed_float_operands_get_gradients_in_their_own_dtypes(fn, wide_first):
+    narrow = gt.tensor([[1.0, 2.0], [3.0, 0.5]], requires_grad=True)
+    wide = gt.tensor([[2.0, 1.0], [0.5, 3.0]], dtype=gt.float64, requires_grad=True)
+    out = fn(wide, narrow) if wide_first else fn(narrow, wide)
+    assert out.dtype == np.float64
+    out.sum().backward()
+    assert (narrow.grad.dtype, wide.grad.dtype) == (np.float32, np.float64)
+
+
 @pytest.mark.parametrize(
     "expr, dtype",
     [

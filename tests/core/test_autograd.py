@@ -1,6 +1,7 @@
 """The autograd engine: accumulation, graph lifetime, no_grad, retain_grad, grad_fn, deep graphs,
 and the version check on in-place changes."""
 import gc
+import re
 import sys
 
 import numpy as np
@@ -322,3 +323,59 @@ def test_in_place_change_of_a_saved_input_is_detected(modify):
     with pytest.raises(RuntimeError, match="modified in place"):
         loss.backward()
 
+
+# ---- strict gradients (this suite turns them on: tests/conftest.py) ------------------------------
+
+class Handing(autograd.Function):
+    """x;  dx = hand(g): whatever gradient the test makes this op hand back"""
+
+    def forward(self, x, hand):
+        self.hand = hand
+        return x.copy()
+
+    def backward(self, g):
+        return self.hand(g)
+
+
+@pytest.mark.parametrize("hand, got", [
+    (lambda g: g.astype(np.float64), "shape (2, 3) and dtype float64"),
+    (lambda g: g.T.copy(), "shape (3, 2) and dtype float32"),
+    (lambda g: g.reshape(-1), "shape (6,) and dtype float32"),
+    (lambda g: g[None, :, :1], "shape (1, 2, 1) and dtype float32"),
+], ids=["dtype", "transposed", "flat", "narrower"])
+def test_strict_gradients_refuse_a_gradient_unlike_its_input(hand, got):
+    x = gt.ones(2, 3, dtype=gt.float32, requires_grad=True)
+    loss = Handing.apply(x, hand=hand).sum()
+    with pytest.raises(RuntimeError, match=re.escape(
+            f"backward of Handing returned for its input 0 a gradient of {got}; the input has "
+            "shape (2, 3) and dtype float32")):
+        loss.backward()
+
+
+def test_strict_gradients_accept_a_gradient_of_a_shape_its_input_broadcasts_to():
+    x = gt.ones(2, 1, dtype=gt.float32, requires_grad=True)
+    Handing.apply(x, hand=lambda g: np.broadcast_to(g, (4, 2, 3))).sum().backward()
+    assert x.grad.dtype == gt.float32 and x.grad.tolist() == [[12.0], [12.0]]
+
+
+@pytest.mark.parametrize("root", ["op", "leaf"])
+def test_strict_gradients_refuse_a_gradient_of_another_dtype_given_to_backward(root):
+    x = gt.ones(2, dtype=gt.float32, requires_grad=True)
+    y = x * 2 if root == "op" else x
+    with pytest.raises(RuntimeError, match="gradient has dtype float64 but the output has dtype float32"):
+        y.backward(gradient=gt.ones(2, dtype=gt.float64))
+
+
+def test_strict_gradients_refuse_to_accumulate_another_dtype():
+    # the way minigt.distributed adds all-reduced gradients into .grad
+    x = gt.ones(2, dtype=gt.float32, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"a float64 gradient for a float32 tensor of shape \(2,\)"):
+        autograd.accumulate_into(x, np.ones(2))
+
+
+def test_without_strict_gradients_a_gradient_is_cast_to_its_input_dtype(monkeypatch):
+    monkeypatch.setattr(autograd, "strict_gradients", False)  # what users get
+    x = gt.ones(2, 3, dtype=gt.float32, requires_grad=True)
+    Handing.apply(x, hand=lambda g: g.astype(np.float64)).sum().backward()
+    (x * 2).backward(gradient=gt.ones(2, 3, dtype=gt.float64))
+    assert x.grad.dtype == gt.float32 and x.grad.tolist() == [[3.0] * 3] * 2
