@@ -18,10 +18,15 @@ A spec states, for one op:
                     central differences; False: the forward alone (comparisons, argmax, ...).
     tolerance       the finite-difference step and tolerances (gradcheck.Tolerance); the
                     float64 default suits every float64 op, FLOAT32 float32 outputs.
+    float32_tolerance
+                    how close the run on float32 inputs must come to the float64 run
+                    (atol and rtol); the default, FLOAT32_RUN, suits well-conditioned ops.
 
 test_ops.py runs every spec on every device: the forward must equal the reference (values,
 shape and dtype) on inputs in contiguous and non-contiguous layouts, and the gradients must
-equal float64 central differences under a random upstream gradient.
+equal float64 central differences under a random upstream gradient. It runs every spec on
+float32 inputs too: each float output and gradient must be float32 and agree with the float64
+run on the same values.
 
 Adding specs from another file (tests/property/specs_nn.py is the one for minigt.nn):
 
@@ -55,7 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from hypothesis import strategies as st
 
-from .gradcheck import Tolerance
+from .gradcheck import FLOAT32_RUN, Tolerance
 from .strategies import REAL, Domain, arrays, broadcast_shapes, shapes
 
 SPEC_MODULES = (
@@ -84,6 +89,7 @@ class Spec:
     reference: Callable | None = None
     differentiable: bool = True
     tolerance: Tolerance = field(default_factory=Tolerance)
+    float32_tolerance: Tolerance = FLOAT32_RUN
 
     @property
     def covers(self) -> str:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import minigt
 
+from .gradcheck import FLOAT32_RUN_NEAR_CONSTANT
 from .specs import Case, Spec, broadcast_cases, in_domain, register, unary_cases
 from .strategies import (
     NONZERO, POSITIVE, REAL, arrays, broadcast_shapes, dims, distinct_arrays, lattice_arrays,
@@ -93,7 +94,8 @@ def _layer_norm_reference(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.nda
     return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * w + b
 
 
-register(Spec("pattern/layer norm", _layer_norm_cases(), _layer_norm, _layer_norm_reference))
+register(Spec("pattern/layer norm", _layer_norm_cases(), _layer_norm, _layer_norm_reference,
+              float32_tolerance=FLOAT32_RUN_NEAR_CONSTANT))
 
 
 def _reused(x):
