@@ -86,8 +86,8 @@ def redistributed(cls, rule, inputs, params, refusal: NoRule):
     whole (gathered or summed), with one input re-cut along each other dim in turn when that
     lets the op run on parts. The same program then gives the same numbers at any rank count;
     MINIGT_TRACE counts these ("redistribute" events) and MINIGT_DEBUG=1 names each once."""
+    moved_params = _whole_index(params)  # once: each candidate would gather it again
     for how, candidate in _candidates(inputs):
-        moved_params = _whole_index(params)
         try:
             with trace.span(f"redistribute for {cls.__name__}: {how}", "redistribute"):
                 out = rule(cls, candidate(), moved_params)
