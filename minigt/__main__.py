@@ -29,11 +29,12 @@ def _cupy_line() -> str:
     return cupy.__version__ + ("" if cuda_available() else " (no usable GPU)")
 
 
-def _mpi_line() -> str:
+def _mpi_line() -> str | None:
+    """mpi4py's version and the MPI library under it, or None when mpi4py cannot be imported."""
     try:
         from mpi4py import MPI
     except ImportError:
-        return "not installed"
+        return None
     library = " ".join(MPI.Get_library_version().splitlines()[0].split())  # first line, tidied
     return f"{_version('mpi4py') or 'unknown version'}, {library.split(',')[0]}"
 
@@ -48,16 +49,20 @@ def _world_line() -> str:
 
 def info() -> list[tuple[str, str]]:
     """(label, value) rows describing this installation."""
+    mpi = _mpi_line()
+    # Without mpi4py there is no path to name: every collective is a copy within one process.
+    collectives = ("; ".join(f"{backend}: {transports.path_for_backend(backend)}"
+                             for backend in ("numpy", "cupy")) if mpi else "none (one process only)")
     return [
         ("minigt", minigt.__version__),
         ("Python", f"{platform.python_version()} ({sys.executable})"),
         ("NumPy", np.__version__),
         ("CuPy", _cupy_line()),
-        ("mpi4py", _mpi_line()),
+        ("mpi4py", mpi or "not installed, so no MPI: one process only; for many ranks, "
+                           "pip install 'minigt[mpi]' (mpi4py and the MPICH wheel)"),
         ("devices", "; ".join(["cpu", *gpu_names()])),
         ("world", _world_line()),
-        ("collectives", "; ".join(f"{backend}: {transports.path_for_backend(backend)}"
-                                  for backend in ("numpy", "cupy"))),
+        ("collectives", collectives),
     ]
 
 

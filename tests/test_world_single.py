@@ -206,9 +206,11 @@ def test_info_runs_without_mpi4py():
     done = run(BLOCK_MPI4PY + "import runpy; sys.argv = ['minigt', 'info']\n"
                "runpy.run_module('minigt', run_name='__main__')")
     assert done.returncode == 0, done.stderr
-    for line in ("minigt ", "NumPy ", "CuPy ", "mpi4py       not installed", "devices      cpu",
-                 "world        rank 0 of 1", "collectives  numpy: mpi; cupy: "):
+    for line in ("minigt ", "NumPy ", "CuPy ", "mpi4py       not installed, so no MPI",
+                 "pip install 'minigt[mpi]'", "devices      cpu", "world        rank 0 of 1",
+                 "collectives  none (one process only)"):
         assert line in done.stdout
+    assert "mpi;" not in done.stdout, "without mpi4py, info must not name an MPI path"
 
 
 # ---- real jobs -----------------------------------------------------------------------------------
