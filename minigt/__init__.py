@@ -8,7 +8,7 @@ tensor([2., 4., 6.], dtype=float32, device='cpu')
 """
 import os as _os
 
-from . import optim
+from . import nn, optim
 from . import tensor_methods  # noqa: F401 - attaches ops as Tensor methods
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backends import cuda_available
@@ -16,6 +16,7 @@ from .creation import (
     arange, bool_, eye, float16, float32, float64, from_numpy, full, full_like, int32, int64,
     manual_seed, ones, ones_like, rand, randint, randn, randperm, tensor, uint8, zeros, zeros_like,
 )
+from .devices import device
 from .ops import (
     abs, add, all, amax, amin, any, argmax, argmin, broadcast_to, cast, cat, chunk, clamp, clone,
     cos, div, eq, exp, expand, flatten, ge, gelu, getitem, gt, le, log, log_softmax, logical_not,
@@ -30,6 +31,15 @@ from .tensor import Tensor
 if _os.environ.get("GT_AUTO_SHARD", "0") == "1":  # data made from here on is split across ranks
     from . import distributed  # noqa: F401 - installs creation's auto-shard hook
 
+
+def __getattr__(name: str):
+    """`minigt.distributed` on first use, as `torch.distributed` after `import torch`: imported
+    lazily, since it costs startup time and brings in MPI."""
+    if name == "distributed":
+        import importlib
+        return importlib.import_module(".distributed", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -37,5 +47,5 @@ __all__ = [
     "randint", "randperm", "zeros_like", "ones_like", "full_like", "manual_seed",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "cuda_available",
     "float16", "float32", "float64", "int32", "int64", "uint8", "bool_",
-    "save", "load", "optim",
+    "save", "load", "device", "nn", "optim",
 ] + list(_ops_all)
