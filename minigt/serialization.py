@@ -4,12 +4,16 @@ arrays, numbers, strings, bools and None (a model's and an optimizer's state dic
 The file is an ordinary NumPy `.npz` archive and holds no pickled code, so loading one never runs
 anything: each array is its own entry (`a0`, `a1`, ...), and the nesting around them is JSON in
 one more entry, `__minigt__`, where an array appears as `{"kind": "tensor", "key": "a0"}`.
-Writes are atomic: a crash mid-save leaves the previous file at `path` as it was.
+Writes are atomic: a crash mid-save leaves the previous file at `path` as it was, and a process
+killed mid-save leaves no temporary file behind (where the system cannot make an unnamed file,
+the next save to the same path removes it).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 import uuid
 import zipfile
 from typing import Any
@@ -22,6 +26,7 @@ from .tensor import Tensor
 FORMAT = "minigt-checkpoint"
 VERSION = 1
 _HEADER = "__minigt__"  # the archive entry that holds the JSON structure
+_ARRAY_KINDS = ("tensor", "scalar", "array")  # the nodes that point at an archive entry
 
 
 def save(obj: Any, path: str | os.PathLike) -> None:
@@ -46,7 +51,12 @@ def load(path: str | os.PathLike, map_location: str | None = None, *,
     if not os.path.exists(path):
         raise FileNotFoundError(f"minigt.load: no checkpoint at {path!r}")
     arrays = _read_arrays(path)
-    return _Decoder(arrays, target).decode(_read_tree(path, arrays))
+    tree = _read_tree(path, arrays)
+    try:
+        return _Decoder(arrays, target).decode(tree, "obj")
+    except (_Damaged, KeyError, TypeError, ValueError) as error:  # a header no save wrote
+        what = error if isinstance(error, _Damaged) else f"{type(error).__name__}: {error}"
+        raise ValueError(f"minigt.load: {path!r} has a damaged {_HEADER!r} entry: {what}") from None
 
 
 def _read_arrays(path: str) -> dict[str, np.ndarray]:
@@ -125,6 +135,10 @@ class _Encoder:
         return key
 
 
+class _Damaged(Exception):
+    """What is wrong in a checkpoint's header (load names the file)."""
+
+
 class _Decoder:
     """The inverse of `_Encoder`: JSON nodes back to objects, arrays taken from the archive."""
 
@@ -132,18 +146,22 @@ class _Decoder:
         self.arrays, self.device = arrays, device
         self.made: dict[str, Any] = {}  # entry -> the object built from it (keeps sharing)
 
-    def decode(self, node: Any) -> Any:
+    def decode(self, node: Any, where: str) -> Any:
         if isinstance(node, list):
-            return [self.decode(item) for item in node]
+            return [self.decode(item, f"{where}[{i}]") for i, item in enumerate(node)]
         if not isinstance(node, dict):
             return node
-        kind = node["kind"]
+        kind = node.get("kind")
         if kind == "tuple":
-            return tuple(self.decode(item) for item in node["items"])
+            return tuple(self.decode(item, f"{where}[{i}]") for i, item in enumerate(node["items"]))
         if kind == "dict":
-            return {key: self.decode(value) for key, value in node["items"]}
-        key = node["key"]
+            return {key: self.decode(value, f"{where}[{key!r}]") for key, value in node["items"]}
+        if kind not in _ARRAY_KINDS:
+            raise _Damaged(f"{where} is a node of unknown kind {kind!r}")
+        key = node.get("key")
         if key not in self.made:
+            if key not in self.arrays:
+                raise _Damaged(f"it names the array {key!r} for {where}, which the archive lacks")
             array = self.arrays[key]
             if kind == "tensor":
                 tensor = Tensor._make(to_device(array, self.device), False, None)
@@ -166,19 +184,73 @@ def _atomic_write(path: str, arrays: dict[str, np.ndarray]) -> None:
     A rename within one directory is atomic, so readers (and a crash) see either the old file
     or the complete new one, never a half-written checkpoint.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    temp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    target = _replaceable(path)
+    directory, name = os.path.split(target)
+    temp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(temp, "xb") as file:
+        _remove_stale_temps(directory, name)
+        with _new_file(directory, temp) as file:
             _write_arrays(file, arrays)
             file.flush()
             os.fsync(file.fileno())  # the data is on disk before the rename can be
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
+            if file.name != temp:  # an unnamed file (its name is its fd): name it, to rename
+                _name(file, temp)
+        os.replace(temp, target)
+        _fsync_directory(directory)
+    except BaseException as error:
+        if os.path.lexists(temp):
             os.remove(temp)
+        if isinstance(error, OSError):  # name the user's path, not only the temporary file's
+            message = f"minigt.save: cannot write {path!r}: {error.strerror or error}"
+            raise (OSError(error.errno, message) if error.errno else OSError(message)) from error
         raise
-    _fsync_directory(directory)
+
+
+def _replaceable(path: str) -> str:
+    """The file a save to `path` replaces, through any symlinks: a regular file or none yet."""
+    target = os.path.realpath(path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    if stat.S_ISREG(mode):
+        return target
+    kind = {stat.S_ISDIR: "a folder", stat.S_ISCHR: "a character device", stat.S_ISBLK:
+            "a block device", stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket"}
+    what = next((name for test, name in kind.items() if test(mode)), "not a regular file")
+    where = f"{path!r} is" if target == os.path.abspath(path) else f"{path!r} leads to {target!r},"
+    message = (f"minigt.save: {where} {what}; a checkpoint replaces only a regular file (or "
+               "makes a new one): give a file's path")
+    raise IsADirectoryError(message) if stat.S_ISDIR(mode) else ValueError(message)
+
+
+def _new_file(directory: str, temp: str):
+    """The file a save writes: unnamed (O_TMPFILE, Linux), so that a process killed mid-write,
+    even by SIGKILL, leaves nothing; where that is not possible, a new file named `temp`."""
+    if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd"):
+        try:
+            return os.fdopen(os.open(directory, os.O_TMPFILE | os.O_WRONLY, 0o666), "wb")
+        except OSError:  # a file system without unnamed files: fall through to a named one
+            pass
+    return open(temp, "xb")
+
+
+def _name(file, temp: str) -> None:
+    """Give the unnamed `file` the name `temp`: linkat through /proc. (os.link would call link(),
+    which links the /proc symlink itself, unless a directory fd makes it call linkat.)"""
+    folder = os.open(os.path.dirname(temp), os.O_RDONLY)
+    try:
+        os.link(f"/proc/self/fd/{file.fileno()}", os.path.basename(temp), dst_dir_fd=folder)
+    finally:
+        os.close(folder)
+
+
+def _remove_stale_temps(directory: str, name: str) -> None:
+    """Remove the named temporary files that earlier saves to `name`, killed mid-way, left."""
+    stale = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{32}}\.tmp")
+    for entry in os.listdir(directory):
+        if stale.fullmatch(entry):
+            os.remove(os.path.join(directory, entry))
 
 
 def _fsync_directory(directory: str) -> None:
