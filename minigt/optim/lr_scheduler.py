@@ -14,16 +14,27 @@ from .optimizer import Optimizer
 
 class LRScheduler(ABC):
     """Base class. `last_epoch` counts `step()` calls (0 right after construction, as in PyTorch);
-    a subclass's `get_lr()` gives each group's lr for the current count from its `base_lrs`."""
+    a subclass's `get_lr()` gives each group's lr for the current count from its `base_lrs`.
 
-    def __init__(self, optimizer: Optimizer):
+    `last_epoch=N` resumes, as in PyTorch: the schedule goes on at step N + 1 from each group's
+    'initial_lr' (which an optimizer's loaded state dict holds)."""
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
+        name = type(self).__name__
         self.optimizer = optimizer
-        for group in _param_groups(optimizer, type(self).__name__):
-            # remembered in the group so a second scheduler (or a reload) sees the original lr
-            group.setdefault("initial_lr", group["lr"])
+        for i, group in enumerate(_param_groups(optimizer, name)):
+            if last_epoch == -1:
+                # remembered in the group so a second scheduler (or a reload) sees the original lr
+                group.setdefault("initial_lr", group["lr"])
+            elif "initial_lr" not in group:
+                raise KeyError(
+                    f"{name}: resuming at last_epoch={last_epoch} needs each group's "
+                    f"'initial_lr', and param_groups[{i}] has none; load the optimizer's "
+                    "state_dict() first, or start afresh with last_epoch=-1"
+                )
         self.base_lrs: list[float] = [group["initial_lr"] for group in optimizer.param_groups]
-        self.last_epoch = -1
-        self.step()  # apply the schedule's value at step 0
+        self.last_epoch = last_epoch
+        self.step()  # apply the schedule's value at step last_epoch + 1 (0 when new)
 
     @abstractmethod  # each schedule's own formula: a subclass without one cannot be constructed
     def get_lr(self) -> list[float]:
@@ -70,13 +81,14 @@ class LambdaLR(LRScheduler):
     """lr = base_lr · f(step), with one function for all groups or one per group."""
 
     def __init__(self, optimizer: Optimizer,
-                 lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]]):
+                 lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]],
+                 last_epoch: int = -1):
         groups = len(_param_groups(optimizer, "LambdaLR"))
         lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * groups
         if len(lambdas) != groups:
             raise ValueError(f"LambdaLR: {len(lambdas)} lr_lambdas for {groups} parameter groups")
         self.lr_lambdas = lambdas
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
         return [base * f(self.last_epoch) for base, f in zip(self.base_lrs, self.lr_lambdas)]
@@ -88,12 +100,12 @@ class CosineWithWarmup(LRScheduler):
     with s = (step − warmup_steps)/(total_steps − warmup_steps) the progress of the decay."""
 
     def __init__(self, optimizer: Optimizer, warmup_steps: int, total_steps: int,
-                 min_lr: float = 0.0):
+                 min_lr: float = 0.0, last_epoch: int = -1):
         if not 0 <= warmup_steps <= total_steps:
             raise ValueError(f"CosineWithWarmup: need 0 <= warmup_steps <= total_steps, got "
                              f"warmup_steps={warmup_steps}, total_steps={total_steps}")
         self.warmup_steps, self.total_steps, self.min_lr = warmup_steps, total_steps, min_lr
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
         step = self.last_epoch
@@ -104,3 +116,17 @@ class CosineWithWarmup(LRScheduler):
         progress = (step - self.warmup_steps) / (self.total_steps - self.warmup_steps)
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
         return [self.min_lr + (base - self.min_lr) * cosine for base in self.base_lrs]
+
+
+class StepLR(LRScheduler):
+    """lr = base_lr · gamma^⌊step / step_size⌋: multiplied by `gamma` every `step_size` steps."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
+                 last_epoch: int = -1):
+        if not isinstance(step_size, int) or step_size < 1:
+            raise ValueError(f"StepLR: step_size must be a positive int, got {step_size!r}")
+        self.step_size, self.gamma = step_size, gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
