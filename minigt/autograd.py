@@ -99,38 +99,49 @@ class Function:
     output_is_view = False
 
     @classmethod
-    def apply(cls, *inputs, **params):
-        """Run the op on tensors. Sharded tensors go through minigt.distributed's rules first."""
-        for t in inputs:
-            if t.placement is not None:
-                return sharded_dispatch(cls, inputs, params)
-        return cls.apply_local(inputs, params)
-
-    @classmethod
-    def apply_local(cls, inputs: tuple, params: dict):
-        """Run forward on the inputs' arrays and, when recording, link the output into the graph."""
+    def apply(cls, *inputs, _local: bool = False, **params):
+        """Run the op on tensors. Sharded tensors go through minigt.distributed's rules first,
+        unless `_local` (see `apply_local`)."""
+        # One function, one or two inputs unpacked by hand, no **{}: this runs once per op, and
+        # another call or a comprehension here costs about as much as a small op's arithmetic.
         fn = cls()
-        out = fn.forward(*[t.data for t in inputs], **params)
+        if len(inputs) == 1:
+            (x,) = inputs
+            if x.placement is not None and not _local:
+                return sharded_dispatch(cls, inputs, params)
+            out = fn.forward(x.data, **params) if params else fn.forward(x.data)
+            needs, versions = (x.requires_grad,), (x._version[0],)
+        elif len(inputs) == 2:
+            a, b = inputs
+            if (a.placement is not None or b.placement is not None) and not _local:
+                return sharded_dispatch(cls, inputs, params)
+            out = fn.forward(a.data, b.data, **params) if params else fn.forward(a.data, b.data)
+            needs, versions = (a.requires_grad, b.requires_grad), (a._version[0], b._version[0])
+        else:
+            if not _local and any(t.placement is not None for t in inputs):
+                return sharded_dispatch(cls, inputs, params)
+            out = fn.forward(*[t.data for t in inputs], **params)
+            needs = tuple([t.requires_grad for t in inputs])
+            versions = tuple([t._version[0] for t in inputs])
         if not isinstance(out, ARRAY_TYPES):
             out = ensure_array(out)
-        if _grad_enabled and cls.differentiable:
-            for t in inputs:
-                if t.requires_grad:
-                    if out.dtype.kind not in "fc":  # an integer (or bool) result has no gradient
-                        result = Tensor._make(out, False, None)
-                        break
-                    fn.inputs = inputs
-                    fn.needs_input_grad = tuple([t.requires_grad for t in inputs])
-                    fn.versions = tuple([t._version[0] for t in inputs])
-                    result = Tensor._make(out, True, fn)
-                    break
-            else:
-                result = Tensor._make(out, False, None)
+        # an integer (or bool) result has no gradient
+        if True in needs and _grad_enabled and cls.differentiable and out.dtype.kind in "fc":
+            fn.inputs = inputs
+            fn.needs_input_grad = needs
+            fn.versions = versions
+            result = Tensor._make(out, True, fn)
         else:
             result = Tensor._make(out, False, None)
         if fn.output_is_view:  # in-place writes to either must be seen by graphs saving the other
             result._version = inputs[0]._version
         return result
+
+    @classmethod
+    def apply_local(cls, inputs: tuple, params: dict):
+        """Run forward on the inputs' own arrays (a sharded tensor's local part) and, when
+        recording, link the output into the graph."""
+        return cls.apply(*inputs, _local=True, **params)
 
     @property
     def name(self) -> str:
