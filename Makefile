@@ -2,6 +2,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
+NP     ?= 8
 
 .PHONY: all venv test train bench clean
 
@@ -28,14 +29,9 @@ test: $(STAMP)
 	  echo "no tests/distributed/test_*.py: skipping MPI runs"; \
 	fi
 
+# The Pixel Transformer of the brief, data parallel on NP ranks: make train NP=4
 train: $(STAMP)
-	@if [ -f examples/train_pixel.py ]; then \
-	  echo "OMP_NUM_THREADS=1 $(VENV)/bin/mpirun -n 8 $(PY) examples/train_pixel.py"; \
-	  OMP_NUM_THREADS=1 $(VENV)/bin/mpirun -n 8 $(PY) examples/train_pixel.py; \
-	else \
-	  echo "$(PY) examples/quickstart.py"; \
-	  $(PY) examples/quickstart.py; \
-	fi
+	OMP_NUM_THREADS=1 $(VENV)/bin/mpirun -n $(NP) $(PY) examples/train_pixel.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
