@@ -93,14 +93,16 @@ def start_reduce_scatter(array, out, counts: Sequence[int], op: str = "sum", *,
         return transport.start_reduce_scatter(array, out, list(counts), _wire_op(op, array.dtype))
 
 
-def all_gather_in_place(array, counts: Sequence[int], *, group: Group | None = None) -> None:
+def all_gather_in_place(array, counts: Sequence[int], *, group: Group | None = None,
+                        extra: tuple[int, str] | None = None) -> None:
     """Every rank's part of the flat, C-contiguous `array` (laid out as in start_reduce_scatter)
-    into every rank's `array`."""
+    into every rank's `array`. `extra`: as in start_all_reduce."""
     g = _group(group)
     counts = _check_sizes(counts, g, total=array.size)
     if g.size == 1:
         return
-    checks.check(g, "all_gather", f"in place, counts {tuple(counts)}", array.shape, array.dtype)
+    checks.check(g, "all_gather", f"in place, counts {tuple(counts)}", array.shape, array.dtype,
+                 extra)
     start, stop = shard_range(counts, g.rank)
     part = array[start:stop].copy()  # 1/N of it: one call for every transport (NCCL's in-place
     transport = select_transport(array, g)  # form wants equal parts)

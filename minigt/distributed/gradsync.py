@@ -8,6 +8,11 @@ all-reduced as soon as backward has filled every slot (nonblocking where the tra
 so backward goes on meanwhile); `flush`, which autograd runs when backward ends, finishes the
 rest. Every rank runs the same graph, so buckets fill alike and their elements line up.
 
+A share may come as `Factors` instead, the rows whose product it is (a linear layer's weight
+gradient is gᵀx over this rank's rows): when the rows of all ranks are far fewer numbers than
+the product, a bucket made only of such shares gathers the rows and every rank computes the
+whole sum itself; otherwise it multiplies them out here and sums as usual.
+
 The first backward has no layout yet: it holds the shares, and its flush lays out the buckets.
 """
 from __future__ import annotations
@@ -16,10 +21,31 @@ import weakref
 
 from ..autograd import accumulate_into, post_backward_hooks
 from ..backends import array_module
-from . import checks, collectives, world
+from . import checks, collectives, transports, world
 from .placement import shard_range, shard_sizes
 
 BUCKET_BYTES = 32 * 2**20  # big enough that a step needs few calls, small enough to stay cheap
+# Gather factors only when they are at most a quarter of the numbers an all-reduce would sum:
+# every rank then multiplies all ranks' rows, work that summing would have split N ways.
+GATHER_SAVING = 4
+
+
+class Factors:
+    """A gradient share given as rows: Σ_rows leftᵀ right (a weight: left = g's rows, right =
+    x's), or Σ_rows left (a bias: right None). `counts`: every rank's number of rows, which all
+    ranks know from the placements."""
+
+    def __init__(self, left, right, counts: tuple):
+        self.left, self.right, self.counts = left, right, counts
+        self.width = left.shape[1] + (0 if right is None else right.shape[1])
+        self.dtype = left.dtype
+
+    def product(self):
+        """This rank's share, multiplied out."""
+        return self.left.sum(axis=0) if self.right is None else self.left.T @ self.right
+
+    def pieces(self):
+        return (self.left,) if self.right is None else (self.left, self.right)
 
 
 class Bucket:
@@ -30,16 +56,18 @@ class Bucket:
     """
 
     def __init__(self, entries: list, scatter: bool = False):
-        share = entries[0][1]
-        self.xp, self.group = array_module(share), world.data_group()
+        data = [leaf.data for leaf, _ in entries]
+        self.xp, self.group = array_module(data[0]), world.data_group()
         self.leaves = [weakref.ref(leaf) for leaf, _ in entries]
         self.prints = checks.parameter_prints([leaf for leaf, _ in entries])  # ranks must agree
-        self.shapes = [share.shape for _, share in entries]
+        self.shapes = [d.shape for d in data]
         self.starts = [0]
-        for _, share in entries:
-            self.starts.append(self.starts[-1] + share.size)
-        self.flat = self.xp.empty(self.starts[-1], share.dtype)
-        self.filled: set = set()  # slots written by this backward
+        for d in data:
+            self.starts.append(self.starts[-1] + d.size)
+        self.flat = self.xp.empty(self.starts[-1], entries[0][1][0].dtype)
+        self.filled: set = set()  # slots reached by this backward
+        self.factors: dict = {}   # slot -> [Factors] reached by this backward, not yet written
+        self.written: set = set()  # slots whose target values this backward has written
         self.target = self.flat   # where this backward's shares go (see `_begin`)
         self.request = None       # the all-reduce (or reduce-scatter) in flight
         self.scatter = scatter
@@ -61,13 +89,21 @@ class Bucket:
     def add(self, slot: int, share) -> None:
         if not self.filled:
             self._begin()
-        if slot in self.filled:  # a parameter used twice in one graph
-            self.view(self.target, slot)[...] += share
+        if isinstance(share, Factors):
+            self.factors.setdefault(slot, []).append(share)
         else:
-            self.view(self.target, slot)[...] = share
-            self.filled.add(slot)
-        if len(self.filled) == len(self.leaves):
-            self.start()
+            self._write(slot, share)
+        self.filled.add(slot)
+
+    def full(self) -> bool:
+        return len(self.filled) == len(self.leaves)
+
+    def _write(self, slot: int, value) -> None:
+        if slot in self.written:  # a parameter used twice in one graph
+            self.view(self.target, slot)[...] += value
+        else:
+            self.view(self.target, slot)[...] = value
+            self.written.add(slot)
 
     def _begin(self) -> None:
         """Choose where this backward's shares go: the flat buffer itself, unless a `.grad`
@@ -79,9 +115,17 @@ class Bucket:
         self.target = self.xp.empty_like(self.flat) if holds else self.flat
 
     def start(self) -> None:
-        """Begin the all-reduce; slots no share reached this time are zeros."""
+        """Begin the all-reduce (or sum by gathering factors); slots no share reached this time
+        are zeros."""
         for slot in set(range(len(self.leaves))) - self.filled:
             self.view(self.target, slot)[...] = 0
+        if self._gathering_pays():
+            self._sum_by_gathering()
+            return
+        for slot, shares in self.factors.items():
+            for share in shares:
+                self._write(slot, share.product())
+        self.factors.clear()
         extra = checks.bucket_signature(self.prints, self.filled)
         if self.scatter:
             self.received = self.xp.empty(self.counts[self.group.rank], self.flat.dtype)
@@ -91,6 +135,47 @@ class Bucket:
             self.request = collectives.start_all_reduce(self.target, "sum", group=self.group,
                                                         extra=extra)
 
+    def _gathering_pays(self) -> bool:
+        """Only factors reached this bucket, and all ranks' rows are few enough numbers. Every
+        rank decides alike: the counts are global."""
+        if self.scatter or not self.factors or self.written:
+            return False
+        gathered = sum(sum(f.counts) * f.width for shares in self.factors.values() for f in shares)
+        return gathered * GATHER_SAVING <= self.flat.size
+
+    def _sum_by_gathering(self) -> None:
+        """All ranks' factor rows into every rank (one all-gather), then each slot's whole
+        gradient computed from them alike on every rank (rows in rank order: for data sharded
+        along dim 0, the order of a single process)."""
+        order = [(slot, f) for slot in sorted(self.factors) for f in self.factors[slot]]
+        ranks = range(self.group.size)
+        counts = [sum(f.counts[r] * f.width for _, f in order) for r in ranks]
+        flat = self.xp.empty(sum(counts), self.flat.dtype)
+        at = sum(counts[:self.group.rank])
+        for _, f in order:
+            for piece in f.pieces():
+                flat[at:at + piece.size] = piece.reshape(-1)
+                at += piece.size
+        extra = checks.bucket_signature(self.prints, self.filled)
+        collectives.all_gather_in_place(flat, counts, group=self.group, extra=extra)
+        rows = {}  # (slot, piece index) -> every rank's rows of that piece
+        at = 0
+        for r in ranks:
+            for slot, f in order:
+                for i, piece in enumerate(f.pieces()):
+                    n = f.counts[r] * piece.shape[1]
+                    rows.setdefault((slot, i), []).append(flat[at:at + n].reshape(-1, piece.shape[1]))
+                    at += n
+        for slot in sorted(self.factors):
+            left = self.xp.concatenate(rows[slot, 0])
+            view = self.view(self.target, slot)
+            if (slot, 1) in rows:
+                self.xp.matmul(left.T, self.xp.concatenate(rows[slot, 1]), out=view)
+            else:
+                left.sum(axis=0, out=view)
+        self.factors.clear()
+        self.request = transports.DONE
+
     def finish(self) -> None:
         """Wait for the sum, then hand each parameter that got a share its slot (or, scattered,
         add this rank's part to `grad_part`)."""
@@ -99,6 +184,7 @@ class Bucket:
             part, self.received = self.received, None
             self.grad_part = part if self.grad_part is None else self.grad_part + part
             self.filled.clear()
+            self.written.clear()
             self.request = None
             return
         for slot in sorted(self.filled):
@@ -107,6 +193,7 @@ class Bucket:
                 # owned: a view of the flat buffer becomes .grad itself; a scratch one is new
                 accumulate_into(leaf, self.view(self.target, slot), owned=True)
         self.filled.clear()
+        self.written.clear()
         self.request = None
 
 
@@ -119,15 +206,13 @@ def defer(leaf, share) -> None:
     """Take this rank's share of `leaf`'s gradient, to be summed over the data group."""
     bucket = bucket_of(leaf)
     if bucket is None:
-        entry = _unplaced.get(id(leaf))
-        if entry is None:
-            _unplaced[id(leaf)] = [leaf, share]
-        else:
-            entry[1] = entry[1] + share
+        _unplaced.setdefault(id(leaf), [leaf, []])[1].append(share)
         return
     if bucket.request is not None:  # sent already (the parameter is used again, earlier in the
         bucket.finish()             # graph): finish that sum, and this share starts another
     bucket.add(_slots[id(leaf)][1], share)
+    if bucket.full():
+        bucket.start()
 
 
 def adopt(params: list, scatter: bool = False) -> list:
@@ -137,7 +222,7 @@ def adopt(params: list, scatter: bool = False) -> list:
     _buckets[:] = [b for b in _buckets if not any(id(ref()) in ids for ref in b.leaves)]
     _slots.clear()
     _slots.update({id(ref()): (b, slot) for b in _buckets for slot, ref in enumerate(b.leaves)})
-    adopted = [Bucket(group, scatter) for group in buckets([[p, p.data] for p in params])]
+    adopted = [Bucket(group, scatter) for group in buckets([[p, [p.data]] for p in params])]
     for bucket in adopted:
         _slots.update({id(ref()): (bucket, slot) for slot, ref in enumerate(bucket.leaves)})
     _buckets.extend(adopted)
@@ -151,20 +236,24 @@ def bucket_of(leaf):
 
 
 def buckets(entries: list, limit: int | None = None) -> list:
-    """Consecutive groups of entries with one dtype and module, each under `limit` bytes
-    (an entry larger than the limit gets a bucket of its own)."""
+    """[leaf, shares] entries grouped by kind (dtype, module, and whether the shares came all
+    as factors), in order within a kind, each group under `limit` bytes (an entry larger than
+    the limit gets one of its own)."""
     limit = BUCKET_BYTES if limit is None else limit
-    groups, size = [], 0
+    kinds: dict = {}
     for entry in entries:
-        share = entry[1]
-        same_kind = groups and (groups[-1][0][1].dtype, array_module(groups[-1][0][1])) == (
-            share.dtype, array_module(share))
-        if same_kind and size + share.nbytes <= limit:
+        leaf, shares = entry
+        factored = all(isinstance(s, Factors) for s in shares)
+        kinds.setdefault((shares[0].dtype, array_module(leaf.data), factored), []).append(entry)
+    groups = []
+    for same_kind in kinds.values():
+        size = None  # each kind starts a new group
+        for entry in same_kind:
+            if size is None or size + entry[0].data.nbytes > limit:
+                groups.append([])
+                size = 0
             groups[-1].append(entry)
-            size += share.nbytes
-        else:
-            groups.append([entry])
-            size = share.nbytes
+            size += entry[0].data.nbytes
     return groups
 
 
@@ -181,9 +270,11 @@ def flush() -> None:
         _forget_stale_buckets()
         for group in buckets(list(_unplaced.values())):  # the layout of later backward calls
             bucket = Bucket(group)
-            for slot, (leaf, share) in enumerate(group):
+            for slot, (leaf, shares) in enumerate(group):
                 _slots[id(leaf)] = (bucket, slot)
-                bucket.add(slot, share)  # the last one sends the bucket
+                for share in shares:
+                    bucket.add(slot, share)
+            bucket.start()
             bucket.finish()
             _buckets.append(bucket)
         _unplaced.clear()

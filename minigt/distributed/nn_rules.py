@@ -1,6 +1,7 @@
 """Sharding rules for minigt.nn's fused Functions (linear, layer_norm, cross_entropy).
 
-  linear         x S(d) (not the features) with W, b replicated -> S(d)      (data parallel)
+  linear         x S(d) (not the features) with W, b replicated -> S(d)      (data parallel;
+                 leaf W, b send their gradients as factors: DataParallelLinear)
                  x R with W S(0), b S(0) -> S(last)                           (column parallel)
                  no bias, x's features or W's columns sharded (the other
                  sharded alike or replicated) -> P                            (row parallel)
@@ -10,6 +11,8 @@
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..backends import array_module
@@ -18,12 +21,38 @@ from ..nn.functional.losses import CrossEntropyFn
 from ..nn.functional.normalization import LayerNormFn
 from ..ops import elementwise as ew
 from ..tensor import Tensor
-from . import collectives
+from . import collectives, gradsync
 from .dispatch import (
     contract_sharded, no_rule, run_local, settle_partials, sharding_rule, slice_replicated,
 )
 from .dtensor import DTensor, group, placement_of, use_replicated
 from .placement import Partial, Replicate, Shard
+
+
+class DataParallelLinear(LinearFn):
+    """LinearFn on this rank's rows of x, W and b replicated leaves (parameters); dx as LinearFn,
+    but dW = gᵀx and db = Σ g leave as this rank's rows of g and x (gradsync.Factors), which
+    gradsync gathers instead of summing out × in numbers when the rows are few."""
+
+    def forward(self, x, weight, *bias, counts):
+        self.counts = counts  # every rank's row count
+        return super().forward(x, weight, *bias)
+
+    def backward(self, g):
+        g = g.reshape(self.rows.shape[0], g.shape[-1])
+        needs = self.needs_input_grad
+        gx = (g @ self.weight).reshape(self.x_shape) if needs[0] else None
+        g = g.copy()  # kept until the bucket is summed; backward may reuse its own buffers
+        if needs[1]:
+            gradsync.defer(self.inputs[1], gradsync.Factors(g, self.rows, self.counts))
+        if len(needs) == 3 and needs[2]:
+            gradsync.defer(self.inputs[2], gradsync.Factors(g, None, self.counts))
+        return (gx,) + (None,) * (len(needs) - 1)
+
+
+def _parameter(t: Tensor) -> bool:
+    """A replicated leaf that wants a gradient: gradsync sums its shares."""
+    return t.requires_grad and t.grad_fn is None and not isinstance(t, DTensor)
 
 
 @sharding_rule(LinearFn)
@@ -39,6 +68,11 @@ def linear(cls, inputs, params):
     if pw.is_replicate() and all(placement_of(b).is_replicate() for b in bias):
         if px.is_replicate():
             return run_local(cls, [x, weight, *bias], params, Replicate(), shape)
+        if px.dim != features and cls is LinearFn and all(map(_parameter, (weight, *bias))):
+            per_row = math.prod(n for d, n in enumerate(x.shape[:-1]) if d != px.dim)
+            counts = tuple(size * per_row for size in x.sizes)
+            return run_local(DataParallelLinear, [x, weight, *bias], {"counts": counts}, px,
+                             shape, x.sizes)
         if px.dim != features:
             affine = [use_replicated(t) for t in (weight, *bias)]
             return run_local(cls, [x, *affine], params, px, shape, x.sizes)

@@ -113,8 +113,8 @@ def test_a_parameter_left_out_of_a_later_backward_keeps_its_gradient_unset():
 
 def test_buckets_group_consecutive_shares_under_the_limit():
     shares = [np.zeros(n) for n in (4, 4, 10, 1, 1)] + [np.zeros(2, np.float32)]
-    groups = gradsync.buckets([[None, s] for s in shares], limit=8 * 8)
-    assert [[e[1].size for e in g] for g in groups] == [[4, 4], [10], [1, 1], [2]]
+    groups = gradsync.buckets([[minigt.tensor(s), [s]] for s in shares], limit=8 * 8)
+    assert [[e[0].numel() for e in g] for g in groups] == [[4, 4], [10], [1, 1], [2]]
 
 
 def sgd_step(params, x, y, lr=0.1):
@@ -176,3 +176,32 @@ def test_linear_with_empty_parts(placements, expected, device):
     arrays = [global_array((2, 2), 48), global_array((2, 2), 49), global_array((2,), 50)]
     out = check_op(lambda *ts: F.linear(*ts), arrays[:len(placements)], placements, device=device)
     assert out.placement == expected
+
+
+@pytest.mark.parametrize("rows, gathers", [(2, True), (9, False)])
+def test_linear_weight_gradients_are_summed_by_gathering_rows_when_they_are_few(
+        rows, gathers, monkeypatch):
+    """A Linear's dW = gᵀx: all ranks' rows of g and x (rows × (in + out) numbers) against
+    an all-reduce of the out × in product; the gradients are the single-process ones either way,
+    also when a layer is used twice and with ranks that hold no rows."""
+    def model(seed):
+        minigt.manual_seed(seed)
+        return minigt.nn.Linear(60, 50), minigt.nn.Linear(50, 50)
+
+    def loss_of(layers, x):
+        first, second = layers
+        return (second(second(first(x)).tanh()) ** 2).sum()
+
+    x = global_array((rows, 60), 80).astype(np.float32)  # the layers' dtype: no casts between
+    reference = model(81)
+    for _ in range(2):  # two backward calls: the gradients accumulate
+        loss_of(reference, minigt.tensor(x)).backward()
+    layers = model(81)
+    loss_of(layers, dist.shard(minigt.tensor(x), 0)).backward()  # lays out the buckets
+    gathered = count_calls(monkeypatch, collectives, "all_gather_in_place")
+    reduced = count_calls(monkeypatch, collectives, "start_all_reduce")
+    loss_of(layers, dist.shard(minigt.tensor(x), 0)).backward()
+    assert (len(gathered) > 0, len(reduced) > 0) == (gathers, not gathers)
+    for got, want in zip(layers, reference):
+        for p, q in zip(got.parameters(), want.parameters()):
+            np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-5)
