@@ -35,7 +35,11 @@ def digits(seq: int, img: int, seed: int, train_sequences: int = 6000, test_sequ
     sets first, so no held-out sequence shares an image with training. Returns
     ((train_images, train_labels), (test_images, test_labels)).
     """
-    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+    try:
+        from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+    except ImportError as error:
+        raise ImportError("the digits data comes with scikit-learn: pip install scikit-learn, or "
+                          "pip install -e '.[examples]' in the clone") from error
 
     bunch = load_digits()
     pictures = resize(bunch.images.astype(np.float32) / 16.0, img)

@@ -7,11 +7,14 @@
 
 Prints `Epoch k/N: Loss = ..., Acc = ...%` per epoch and a summary line; `--out` writes every
 number as JSON, `--plot` a PNG of the curves, `--checkpoint`/`--resume` save and continue.
+Paths, packages and the device are checked before training; a loss that becomes NaN or inf
+stops the run (`--allow-nan` trains on).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import sys
@@ -25,12 +28,15 @@ import minigt as gt  # noqa: E402
 import minigt.distributed as dist  # noqa: E402
 from minigt.distributed import trace  # noqa: E402
 from minigt.nn import functional as F  # noqa: E402
+import pixel_checkpoint  # noqa: E402
+from pixel_checks import Parser, check, stop  # noqa: E402
 from pixel_data import digits, synthetic  # noqa: E402
+from pixel_progress import progress  # noqa: E402
 from pixel_transformer import PixelTransformer  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     size = p.add_argument_group("model")
     size.add_argument("--img", type=int, default=200, help="image side in pixels")
     size.add_argument("--seq", type=int, default=4, help="images per sample")
@@ -47,6 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     run.add_argument("--lr", type=float, default=0.01)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    run.add_argument("--allow-nan", action="store_true",
+                     help="train on when the loss becomes NaN or inf (by default the run stops)")
     run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: $MINIGT_DEVICE or cpu)")
     run.add_argument("--data", choices=["synthetic", "digits"], default="synthetic")
     run.add_argument("--tp", type=int, default=1,
@@ -60,21 +68,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     out = p.add_argument_group("output")
     out.add_argument("--checkpoint", help="save model and optimizer here after every epoch")
     out.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    out.add_argument("--overwrite", action="store_true",
+                     help="let --checkpoint replace an existing file without --resume")
     out.add_argument("--out", help="write config, losses and timings as JSON")
     out.add_argument("--plot", help="save loss and accuracy curves as a PNG")
+    out.add_argument("--progress-every", type=float, default=10.0, metavar="SECONDS",
+                     help="when stderr is not a terminal, a progress line this often")
     args = p.parse_args(argv)
-    if args.resume and not args.checkpoint:
-        p.error("--resume needs --checkpoint PATH")
-    for name in ("img", "seq", "dim", "heads", "layers", "ff", "n", "batch", "tp"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name} must be at least 1")
-    if args.epochs < 0:
-        p.error("--epochs must not be negative")
-    if args.fsdp and (args.tp > 1 or args.shard_optimizer):
-        p.error("--fsdp already shards parameters, gradients and optimizer state over the data-"
-                "parallel ranks: it does not combine with --tp or --shard-optimizer (yet)")
-    if args.dim % args.heads or args.heads % args.tp:
-        p.error(f"--dim ({args.dim}) must divide by --heads ({args.heads}), and --heads by --tp ({args.tp})")
+    check(p, args)
     return args
 
 
@@ -118,21 +119,10 @@ def evaluate(model, images, labels, args) -> float:
     return 100.0 * correct / len(labels)
 
 
-def resume_state(path: str):
-    """The checkpoint at `path` as rank 0 reads it, sent to every rank, or None when rank 0 has
-    no file there (a fresh start): the ranks never decide on their own disks, which may differ.
-    A damaged file stops every rank, with rank 0's message."""
-    try:
-        return dist.load(path)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as error:
-        sys.exit(f"--resume: {error}" if dist.rank() == 0 else 1)
-
-
 def train(args) -> dict:
     gt.manual_seed(args.seed)
     dist.init_parallel(tensor_parallel=args.tp)
+    saved = pixel_checkpoint.resume(args) if args.resume else None  # before any work
     (images, labels), held_out = load_data(args)
     model = PixelTransformer(args.img, args.seq, args.dim, args.heads, args.layers, args.ff,
                              parallel=args.tp > 1)
@@ -146,17 +136,12 @@ def train(args) -> dict:
         optimizer = dist.ShardedOptimizer(model.parameters(), optim_class, lr=args.lr)
     else:
         optimizer = optim_class(model.parameters(), lr=args.lr)
-    history = {"epochs": [], "step_losses": []}
-    first_epoch = 1
-    state = resume_state(args.checkpoint) if args.resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = state["history"]
-        first_epoch = int(state["epoch"]) + 1
+    history, first_epoch = {"epochs": [], "step_losses": []}, 1
+    if saved is not None:
+        history, first_epoch = pixel_checkpoint.restore(saved, model, optimizer, args)
 
     steps_per_epoch = -(-len(labels) // args.batch)
-    progress = _progress(steps_per_epoch * (args.epochs - first_epoch + 1))
+    shown = progress(steps_per_epoch * (args.epochs - first_epoch + 1), args.progress_every)
     train_seconds, trained_samples, trained_steps = 0.0, 0, 0
     for epoch in range(first_epoch, args.epochs + 1):
         order = epoch_order(len(labels), epoch, args)
@@ -171,10 +156,13 @@ def train(args) -> dict:
                 with trace.span("backward", "phase"):
                     loss.backward()
                 optimizer.step()
-                losses.append(loss.item())
+                losses.append(loss.item())  # the global loss, the same on every rank
                 hits = (logits.argmax(-1) == y).sum()  # stays on the device (and Partial on many
                 correct = hits if correct is None else correct + hits  # ranks): read once an epoch
-            progress.update(1)
+            if not (math.isfinite(losses[-1]) or args.allow_nan):  # every rank stops alike
+                stop(f"the loss became {losses[-1]} at epoch {epoch}, step {len(losses)}: "
+                     "stopping (a smaller --lr may help; --allow-nan trains on)")
+            shown.step(losses[-1], len(idx))
         train_seconds += time.perf_counter() - started
         trained_samples += len(order)
         trained_steps += len(losses)
@@ -185,15 +173,10 @@ def train(args) -> dict:
         history["epochs"].append(record)
         history["step_losses"].extend(losses)
         line = f"Epoch {epoch}/{args.epochs}: Loss = {record['loss']:.4f}, Acc = {record['acc']:.2f}%"
-        progress.write(line + (f", Held-out Acc = {record['test_acc']:.2f}%" if held_out else ""))
+        shown.write(line + (f", Held-out Acc = {record['test_acc']:.2f}%" if held_out else ""))
         if args.checkpoint:
-            # whole parameters and optimizer state: under --tp both gather (collectives)
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "epoch": epoch, "history": history}
-            if dist.rank() == 0:  # every rank holds the same values: one writer
-                gt.save(state, args.checkpoint)
-            dist.barrier()  # nobody reads the file before it is complete
-    progress.close()
+            pixel_checkpoint.save(model, optimizer, epoch, history, args)
+    shown.close()
     return {
         "config": vars(args),
         **history,
@@ -214,33 +197,6 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class _NoProgress:
-    def update(self, n):
-        pass
-
-    def write(self, line):
-        print(line, flush=True)
-
-    def close(self):
-        pass
-
-
-class _Silent(_NoProgress):
-    def write(self, line):
-        pass
-
-
-def _progress(total: int):
-    """A tqdm bar on a terminal for long runs; plain prints otherwise; rank 0 alone speaks."""
-    if dist.rank() != 0:
-        return _Silent()
-    if not sys.stderr.isatty() or total < 50:
-        return _NoProgress()
-    from tqdm import tqdm
-
-    return tqdm(total=total, leave=False, unit="step")
 
 
 def plot(result: dict, path: str) -> None:

@@ -102,7 +102,9 @@ def resume_matches_straight_run(tmp_path, capsys, argv):
     assert first["step_losses"] == straight["step_losses"][:len(first["step_losses"])]
     assert resumed["step_losses"] == straight["step_losses"]  # exact equality, every step
     assert resumed["epochs"] == straight["epochs"]
-    assert [int(EPOCH_LINE.match(line)[1]) for line in lines[:-1]] == [3, 4]  # only the new epochs
+    steps = len(first["step_losses"])
+    assert lines[0] == f"resumed from {checkpoint} at epoch 2, step {steps}"
+    assert [int(EPOCH_LINE.match(line)[1]) for line in lines[1:-1]] == [3, 4]  # only the new epochs
     return straight
 
 
@@ -122,10 +124,14 @@ def test_resume_continues_the_exact_loss_sequence_with_shuffled_digits(tmp_path,
     assert all("test_acc" in e for e in straight["epochs"])
 
 
-def test_resume_without_a_checkpoint_file_starts_from_scratch(tmp_path):
-    fresh, _ = run(TINY + ["--epochs", 1])
-    resumed, _ = run(TINY + ["--epochs", 1, "--checkpoint", tmp_path / "none.npz", "--resume"])
-    assert resumed["step_losses"] == fresh["step_losses"]
+def test_resume_without_a_checkpoint_file_is_refused(tmp_path, capsys):
+    """A mistyped path would otherwise train from scratch, and exit 0."""
+    path = tmp_path / "none.npz"
+    with pytest.raises(SystemExit) as exit_info:
+        run(TINY + ["--epochs", 1, "--checkpoint", path, "--resume"])
+    assert exit_info.value.code == (f"--resume: no checkpoint at '{path}' (rank 0 finds no file "
+                                    "there); check the path, or leave out --resume to train afresh")
+    assert "Epoch" not in capsys.readouterr().out and not path.exists()
 
 
 # ---- (d) --plot --------------------------------------------------------------------------------
@@ -181,8 +187,15 @@ def test_ce_and_mse_give_different_losses():
     (["--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
     (["--epoch"], "argument --epochs: expected one argument"),  # argparse's prefix matching
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--lr", "nan"], "--lr must be a finite number >= 0, not nan"),
+    (["--lr", "inf"], "--lr must be a finite number >= 0, not inf"),
+    (["--lr", "-0.1"], "--lr must be a finite number >= 0, not -0.1"),
+    (["--progress-every", "-1"], "--progress-every must be a finite number >= 0, not -1.0"),
+    (["--tp", "2"], "--tp 2 must divide the number of ranks (1)"),
+    (["--device", "gpu"], "--device 'gpu' is not cpu, cuda or cuda:N"),
 ], ids=["resume-without-checkpoint", "loss", "optim", "dtype", "data", "batch", "lr",
-        "missing-value", "unknown"])
+        "missing-value", "unknown", "lr-nan", "lr-inf", "lr-negative", "progress", "tp-ranks",
+        "device"])
 def test_bad_flags_exit_with_an_argparse_error(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
         train_pixel.main(TINY + argv)
