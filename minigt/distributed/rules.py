@@ -70,7 +70,7 @@ def _partial_passes(cls, placements, params) -> bool:
 @sharding_rule(
     ew.Add, ew.Sub, ew.Mul, ew.Div, ew.Pow, ew.Maximum, ew.Minimum, ew.Where, un.Neg, un.Exp,
     un.Log, un.Sqrt, un.Rsqrt, un.Abs, un.Tanh, un.Sigmoid, un.Relu, un.Gelu, un.Sin, un.Cos,
-    un.Clamp, un.Cast, un.ToDevice, un.Clone, cmp.Compare, cmp.LogicalNot,
+    ew.Clamp, un.Cast, un.ToDevice, un.Clone, cmp.Compare, cmp.LogicalNot,
 )
 def elementwise(cls, inputs, params):
     if len(inputs) == 1:

@@ -1,9 +1,9 @@
 """Every op of minigt, grouped by kind. `DIFFERENTIABLE` lists the public ops whose gradient
 the property suite must check; `NON_DIFFERENTIABLE` those checked for their forward alone."""
 from .comparison import all, any, argmax, argmin, eq, ge, gt, le, logical_not, lt, ne
-from .elementwise import add, div, masked_fill, maximum, minimum, mul, pow, sub, where
+from .elementwise import add, clamp, div, masked_fill, maximum, minimum, mul, pow, sub, where
 from .unary import (
-    abs, cast, clamp, clone, cos, exp, gelu, log, neg, relu, rsqrt, sigmoid, sin, sqrt, tanh,
+    abs, cast, clone, cos, exp, gelu, log, neg, relu, rsqrt, sigmoid, sin, sqrt, tanh,
 )
 from .indexing import getitem
 from .linalg import matmul

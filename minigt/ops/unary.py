@@ -151,23 +151,6 @@ class Cos(Function):
         return -g * array_module(g).sin(self.x)
 
 
-class Clamp(Function):
-    """min(max(x, lo), hi);  dx = g where lo ≤ x ≤ hi, else 0 (as PyTorch)."""
-
-    def forward(self, x, lo=None, hi=None):
-        self.inside = array_module(x).ones(x.shape, dtype=bool)
-        if lo is not None:
-            self.inside &= x >= lo
-            x = array_module(x).maximum(x, lo)
-        if hi is not None:
-            self.inside &= x <= hi
-            x = array_module(x).minimum(x, hi)
-        return x
-
-    def backward(self, g):
-        return g * self.inside
-
-
 class Cast(Function):
     """x converted to another dtype;  dx = g converted back."""
 
@@ -249,13 +232,6 @@ def sin(x: Tensor) -> Tensor:
 
 def cos(x: Tensor) -> Tensor:
     return Cos.apply(x)
-
-
-def clamp(x: Tensor, min=None, max=None) -> Tensor:  # noqa: A002 - PyTorch's names
-    """Limit x to [min, max]; either bound may be None."""
-    if min is None and max is None:
-        raise ValueError("clamp: give min, max or both")
-    return Clamp.apply(x, lo=min, hi=max)
 
 
 def cast(x: Tensor, dtype) -> Tensor:

@@ -11,7 +11,8 @@ import minigt
 from .gradcheck import FLOAT32
 from .specs import Case, Spec, broadcast_cases, in_domain, register, unary_cases
 from .strategies import (
-    NONZERO, POSITIVE, REAL, arrays, lattice_arrays, masks, shapes, shapes_broadcasting_to,
+    NONZERO, POSITIVE, REAL, arrays, broadcast_shapes, divisor_arrays, lattice_arrays, masks,
+    shapes, shapes_broadcasting_to,
 )
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -73,6 +74,28 @@ register(Spec(
     lambda x, min, max: np.clip(x, min, max),  # noqa: A002
 ))
 
+
+@st.composite
+def _clamp_tensor_cases(draw) -> Case:
+    """x and tensor bounds (min, max or both) broadcasting together, each on its own grid
+    (offsets 0, 1/8, 3/8): never a tie, and min > max in places, where the result is max."""
+    sides = draw(st.sampled_from((("min",), ("max",), ("min", "max"))))
+    x_shape, *bound_shapes = draw(broadcast_shapes(1 + len(sides)))
+    offsets = {"min": 0.125, "max": 0.375}
+    bounds = [draw(lattice_arrays(shape, offsets[side])) for side, shape in zip(sides, bound_shapes)]
+    return Case(draw(lattice_arrays(x_shape)), *bounds, sides=sides)
+
+
+def _numpy_clip(x, *bounds, sides):
+    named = dict(zip(sides, bounds))
+    return np.clip(x, named.get("min"), named.get("max"))
+
+
+register(Spec(
+    "clamp/tensor bounds", _clamp_tensor_cases(),
+    lambda x, *bounds, sides: minigt.clamp(x, **dict(zip(sides, bounds))), _numpy_clip,
+))
+
 register(Spec(  # float64 -> float32: the gradient is cast back to float64
     "cast", unary_cases(), lambda x: minigt.cast(x, minigt.float32),
     lambda x: x.astype(np.float32), tolerance=FLOAT32,
@@ -96,13 +119,38 @@ for _name, (_reference, _a, _b) in BINARY.items():
         _name, broadcast_cases(in_domain(_a), in_domain(_b)), getattr(minigt, _name), _reference
     ))
 
-# Inputs on grids 1/4 apart: never a near-tie (ties are pinned in test_kinks.py).
-for _name, _reference in (("maximum", np.maximum), ("minimum", np.minimum)):
+
+@st.composite
+def _alpha_cases(draw) -> Case:
+    """Two broadcasting inputs and a float alpha scaling the second."""
+    alpha = draw(st.sampled_from((2.0, -0.5)))
+    return Case(*draw(broadcast_cases(arrays, arrays)).inputs, alpha=alpha)
+
+
+register(Spec("add/alpha", _alpha_cases(), lambda a, b, alpha: minigt.add(a, b, alpha=alpha),
+              lambda a, b, alpha: a + alpha * b))
+register(Spec("sub/alpha", _alpha_cases(), lambda a, b, alpha: minigt.sub(a, b, alpha=alpha),
+              lambda a, b, alpha: a - alpha * b))
+
+# Rounded quotients of grid values by ±1/2, ±1, ±2: never near an integer (see divisor_arrays),
+# so the zero gradient PyTorch gives is the finite differences' too.
+for _mode, _reference in (("trunc", lambda a, b: np.trunc(a / b)), ("floor", np.floor_divide)):
     register(Spec(
-        _name,
-        broadcast_cases(lattice_arrays, lambda shape: lattice_arrays(shape, offset=0.25)),
-        getattr(minigt, _name), _reference,
+        f"div/{_mode}",
+        broadcast_cases(lambda shape: lattice_arrays(shape, offset=0.25), divisor_arrays),
+        lambda a, b, mode=_mode: minigt.div(a, b, rounding_mode=mode), _reference,
     ))
+
+# Inputs on grids 1/4 apart: never a near-tie (ties are pinned in test_kinks.py). max(a, b) and
+# min(a, b) with a tensor second are the same ops, as in PyTorch.
+for _name, _overload, _reference in (("maximum", "max", np.maximum),
+                                     ("minimum", "min", np.minimum)):
+    for _spec_name in (_name, f"{_overload}/tensor"):
+        register(Spec(
+            _spec_name,
+            broadcast_cases(lattice_arrays, lambda shape: lattice_arrays(shape, offset=0.25)),
+            getattr(minigt, _spec_name.partition("/")[0]), _reference,
+        ))
 
 register(Spec("where", broadcast_cases(masks, arrays, arrays), minigt.where, np.where))
 

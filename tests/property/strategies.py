@@ -103,6 +103,13 @@ def lattice_arrays(shape: tuple[int, ...], offset: float = 0.0) -> st.SearchStra
     return _seeded(lambda rng: rng.integers(-6, 7, size=shape) * 0.5 + offset)
 
 
+def divisor_arrays(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
+    """Float64 arrays of ±1/2, ±1 and ±2: a lattice value (offset 1/4) over one of them is
+    k/2 + 1/4, k/4 + 1/8 or k/8 + 1/16, never within 1/16 of an integer, so a rounded quotient
+    is flat under finite differences; powers of two keep it exact in float32 too."""
+    return _seeded(lambda rng: rng.choice([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0], size=shape))
+
+
 def masks(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
     """Bool arrays of `shape`, about half true."""
     return _seeded(lambda rng: rng.random(shape) < 0.5)
