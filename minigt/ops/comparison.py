@@ -85,11 +85,22 @@ def all(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:  # noqa: A001
     return AnyAll.apply(x, axes=reduction_dims(dim, None, x.ndim, "all"), keepdim=keepdim, every=True)
 
 
+def check_extreme_dims(x: Tensor, dims, op: str) -> None:
+    """Refuse a max/min-like reduction over an empty dim (there is nothing to pick), as PyTorch;
+    `dims` None (all) or normalized. Other dims may be empty: the result is empty too."""
+    empty = [d for d in (range(x.ndim) if dims is None else dims) if x.shape[d] == 0]
+    if empty or dims is None and x.numel() == 0:
+        where = "" if dims is None else f" along dim {empty[0]}"
+        raise ValueError(
+            f"{op}: the tensor of shape {x.shape} is empty{where}; there is no extreme value. "
+            "Reduce over dims of non-zero length only"
+        )
+
+
 def _arg(x: Tensor, dim, keepdim, largest: bool, op: str) -> Tensor:
-    if x.numel() == 0:
-        raise ValueError(f"{op}: the tensor of shape {x.shape} is empty; there is no extreme value")
     if dim is not None:
         dim = normalize_dim(dim, x.ndim, op)
+    check_extreme_dims(x, None if dim is None or x.ndim == 0 else (dim,), op)
     return ArgExtreme.apply(x, dim=dim, keepdim=keepdim, largest=largest)
 
 

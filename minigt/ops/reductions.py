@@ -8,9 +8,10 @@ from collections import namedtuple
 from ..autograd import Function
 from ..backends import array_module
 from ..tensor import Tensor
-from .comparison import argmax, argmin
+from .comparison import argmax, argmin, check_extreme_dims
 from .dims import keep, normalize_dim, reduction_dims
-from .unary import sqrt
+from .elementwise import maximum, minimum
+from .unary import cast, sqrt
 
 
 def _regrow(g, shape, axes, keepdim):
@@ -24,6 +25,12 @@ def _regrow(g, shape, axes, keepdim):
 
 def _reduced_shape(shape, axes) -> tuple:
     return () if axes is None else tuple(n for i, n in enumerate(shape) if i not in axes)
+
+
+def _peak(x, axes):
+    """x's max over axes, kept as size-1 dims. An empty x has none (NumPy refuses a max of
+    nothing); its sum, 0 in the same shape, shifts nothing instead."""
+    return x.max(axis=axes, keepdims=True) if x.size else x.sum(axis=axes, keepdims=True)
 
 
 def _count(shape, axes) -> int:
@@ -114,7 +121,7 @@ class LogSumExp(Function):
 
     def forward(self, x, axes=None, keepdim=False):
         xp = array_module(x)
-        peak = x.max(axis=axes, keepdims=True)
+        peak = _peak(x, axes)
         peak = xp.where(xp.isfinite(peak), peak, 0)
         exps = xp.exp(x - peak)
         total = exps.sum(axis=axes, keepdims=True)
@@ -132,7 +139,7 @@ class Softmax(Function):
 
     def forward(self, x, dim):
         xp = array_module(x)
-        exps = xp.exp(x - x.max(axis=dim, keepdims=True))
+        exps = xp.exp(x - _peak(x, dim))
         self.out, self.dim = exps / exps.sum(axis=dim, keepdims=True), dim
         return self.out
 
@@ -145,7 +152,7 @@ class LogSoftmax(Function):
 
     def forward(self, x, dim):
         xp = array_module(x)
-        shifted = x - x.max(axis=dim, keepdims=True)
+        shifted = x - _peak(x, dim)
         self.out = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
         self.dim = dim
         return self.out
@@ -172,30 +179,41 @@ def mean(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False) -> Te
     return _reduce(Mean, "mean", x, dim, keepdim, axis, keepdims)
 
 
+def _extreme(x, dim, keepdim, axis, keepdims, largest, op) -> Tensor:
+    axes = reduction_dims(dim, axis, x.ndim, op)
+    check_extreme_dims(x, axes, op)
+    return Extreme.apply(x, axes=axes, keepdim=keep(keepdim, keepdims), largest=largest)
+
+
 def amax(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False) -> Tensor:
     """Largest value over `dim`; ties share the gradient."""
-    _check_nonempty(x, "amax")
-    return _reduce(Extreme, "amax", x, dim, keepdim, axis, keepdims, largest=True)
+    return _extreme(x, dim, keepdim, axis, keepdims, True, "amax")
 
 
 def amin(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False) -> Tensor:
     """Smallest value over `dim`; ties share the gradient."""
-    _check_nonempty(x, "amin")
-    return _reduce(Extreme, "amin", x, dim, keepdim, axis, keepdims, largest=False)
+    return _extreme(x, dim, keepdim, axis, keepdims, False, "amin")
 
 
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
 
 def _max_or_min(x, dim, keepdim, axis, keepdims, largest, op):
-    _check_nonempty(x, op)
+    if isinstance(dim, Tensor):  # max(a, b): PyTorch's elementwise overload
+        if keepdim or axis is not None or keepdims:
+            raise TypeError(f"{op}: with a tensor as second argument, {op}(a, b) is elementwise "
+                            "and takes no keepdim or axis")
+        return (maximum if largest else minimum)(x, dim)
     if axis is not None:
         dim = axis
     if dim is None:  # the whole tensor: a single value, ties share the gradient
+        check_extreme_dims(x, None, op)
         return Extreme.apply(x, axes=None, keepdim=False, largest=largest)
     if not isinstance(dim, int):
-        raise TypeError(f"{op}: dim must be one int (use amax/amin for several dims)")
+        raise TypeError(f"{op}: dim must be one int or a tensor to compare with (use amax/amin "
+                        f"for several dims), got {type(dim).__name__}")
     dim = normalize_dim(dim, x.ndim, op)
+    check_extreme_dims(x, (dim,) if x.ndim else None, op)
     keepdim = keep(keepdim, keepdims)
     if x.ndim == 0:  # dim 0 (or -1) of a 0-d tensor is the value itself, as in PyTorch
         values = ExtremeAlongDim.apply(x.reshape(1), dim=0, keepdim=False, largest=largest)
@@ -205,34 +223,41 @@ def _max_or_min(x, dim, keepdim, axis, keepdims, largest, op):
 
 
 def max(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False):  # noqa: A001
-    """With no dim, the largest value; with `dim`, (values, indices) along it, as PyTorch."""
+    """With no dim, the largest value; with `dim`, (values, indices) along it; with a tensor in
+    dim's place, the elementwise `maximum` (as PyTorch's max(a, b))."""
     return _max_or_min(x, dim, keepdim, axis, keepdims, True, "max")
 
 
 def min(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False):  # noqa: A001
-    """With no dim, the smallest value; with `dim`, (values, indices) along it, as PyTorch."""
+    """With no dim, the smallest value; with `dim`, (values, indices) along it; with a tensor in
+    dim's place, the elementwise `minimum` (as PyTorch's min(a, b))."""
     return _max_or_min(x, dim, keepdim, axis, keepdims, False, "min")
 
 
-def _check_nonempty(x: Tensor, op: str) -> None:
-    if x.numel() == 0:
-        raise ValueError(f"{op}: the tensor of shape {x.shape} is empty; there is no extreme value")
+def _variance(x, dim, unbiased, keepdim, correction, axis, keepdims, op) -> Tensor:
+    if isinstance(dim, bool):  # var(x, False): PyTorch's overload whose one argument is unbiased
+        if unbiased is not None or correction is not None or keepdim:
+            raise TypeError(f"{op}: a bool first argument is `unbiased` (as PyTorch) and takes no "
+                            f"other; to reduce a dim, call {op}(x, dim, unbiased, keepdim)")
+        dim, unbiased = None, dim
+    if unbiased is not None and correction is not None:
+        raise TypeError(f"{op}: give unbiased or correction, not both")
+    if correction is None:
+        correction = 0 if unbiased is False else 1
+    return _reduce(Var, op, x, dim, keepdim, axis, keepdims, correction=correction)
 
 
 def var(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
         keepdims=False) -> Tensor:
-    """Variance over `dim`; divides by N - correction (default 1; `unbiased=False` means 0)."""
-    if unbiased is not None and correction is not None:
-        raise TypeError("var: give unbiased or correction, not both")
-    if correction is None:
-        correction = 0 if unbiased is False else 1
-    return _reduce(Var, "var", x, dim, keepdim, axis, keepdims, correction=correction)
+    """Variance over `dim`; divides by N - correction (default 1; `unbiased=False` means 0).
+    A bool alone, var(x, False), is `unbiased`, as in PyTorch."""
+    return _variance(x, dim, unbiased, keepdim, correction, axis, keepdims, "var")
 
 
 def std(x: Tensor, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
         keepdims=False) -> Tensor:
     """Standard deviation: the square root of `var` with the same arguments."""
-    return sqrt(var(x, dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims))
+    return sqrt(_variance(x, dim, unbiased, keepdim, correction, axis, keepdims, "std"))
 
 
 def logsumexp(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False) -> Tensor:
@@ -240,11 +265,13 @@ def logsumexp(x: Tensor, dim=None, keepdim=False, *, axis=None, keepdims=False) 
     return _reduce(LogSumExp, "logsumexp", x, dim, keepdim, axis, keepdims)
 
 
-def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """exp(x) / Σ exp(x) along `dim`."""
+def softmax(x: Tensor, dim: int = -1, dtype=None) -> Tensor:
+    """exp(x) / Σ exp(x) along `dim`; with `dtype`, x is cast to it first (as PyTorch)."""
+    x = x if dtype is None else cast(x, dtype)
     return Softmax.apply(x, dim=normalize_dim(dim, x.ndim, "softmax"))
 
 
-def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """log(softmax(x)) along `dim`, computed stably."""
+def log_softmax(x: Tensor, dim: int = -1, dtype=None) -> Tensor:
+    """log(softmax(x)) along `dim`, computed stably; with `dtype`, x is cast to it first."""
+    x = x if dtype is None else cast(x, dtype)
     return LogSoftmax.apply(x, dim=normalize_dim(dim, x.ndim, "log_softmax"))

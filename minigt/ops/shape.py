@@ -154,6 +154,8 @@ def squeeze(x: Tensor, dim=None) -> Tensor:
         dims = {i for i, n in enumerate(x.shape) if n == 1}
     else:
         dims = {normalize_dim(d, x.ndim, "squeeze") for d in ((dim,) if isinstance(dim, int) else dim)}
+        if x.ndim == 0:  # dims 0 and -1 name the tensor itself, as in PyTorch
+            return x
         dims = {d for d in dims if x.shape[d] == 1}
     return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in dims))
 
@@ -217,8 +219,14 @@ def stack(tensors, dim: int = 0) -> Tensor:
     return cat([unsqueeze(t, dim) for t in tensors], dim)
 
 
-def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
-    """Pieces along `dim`: of equal size (the last may be smaller), or of the listed sizes."""
+def split(x: Tensor, split_size_or_sections=None, dim: int = 0, *, split_size=None) -> tuple:
+    """Pieces along `dim`: of equal size (the last may be smaller), or of the listed sizes.
+    The sizes' keyword is torch.split's `split_size_or_sections` or Tensor.split's `split_size`."""
+    if (split_size_or_sections is None) == (split_size is None):
+        raise TypeError("split: give the piece size (or sizes) once, as the second argument, "
+                        "split_size_or_sections= or split_size=")
+    if split_size_or_sections is None:
+        split_size_or_sections = split_size
     dim = normalize_dim(dim, x.ndim, "split")
     length = x.shape[dim]
     if isinstance(split_size_or_sections, numbers.Integral):
