@@ -52,21 +52,61 @@ METHODS = {
 
 
 
-def to(self, target=None, dtype=None) -> Tensor:
-    """A copy on another device ('cpu', 'cuda', 'cuda:N') and/or of another dtype.
+# PyTorch's memory formats, by name (torch's own objects print as "torch.<name>") -> the dims
+# a tensor needs for it. Arrays here are laid out as their backend sees fit, so none moves data.
+MEMORY_FORMATS = {"preserve_format": None, "contiguous_format": None, "channels_last": 4,
+                  "channels_last_3d": 5}
 
-    Returns `self` when nothing changes. Differentiable in dtype (the gradient is cast back).
+
+def to(self, *args, device=None, dtype=None, non_blocking=False, copy=False,
+       memory_format=None) -> Tensor:
+    """A copy on another device ('cpu', 'cuda', 'cuda:N') and/or of another dtype, as PyTorch's
+    to(device, dtype), to(dtype) or to(other_tensor), each with non_blocking and copy after.
+
+    Returns `self` when nothing changes, unless copy=True. Differentiable in dtype (the gradient
+    is cast back). non_blocking is accepted and ignored: copies here are synchronous.
     """
-    if target is not None and not isinstance(target, str) and dtype is None:
-        target, dtype = None, target  # t.to(minigt.float64)
+    args = list(args)
+    if args and isinstance(args[0], Tensor):  # t.to(other): other's device and dtype
+        other = args.pop(0)
+        device, dtype = _once("device", device, other.device), _once("dtype", dtype, other.dtype)
+    else:
+        if args and (args[0] is None or isinstance(args[0], str)):
+            device = _once("device", device, args.pop(0))
+        if args and not isinstance(args[0], bool):
+            dtype = _once("dtype", dtype, args.pop(0))
+    if len(args) > 2 or not all(isinstance(a, bool) for a in args):
+        raise TypeError(f"to: expected (device, dtype, non_blocking, copy), (dtype, non_blocking, "
+                        f"copy) or (tensor, non_blocking, copy), got {tuple(args)} after them")
+    copy = args[1] if len(args) == 2 else copy
+    _check_memory_format(self, memory_format)
     out = self
-    device = parse_device(target) if target is not None else self.device
+    device = parse_device(device) if device is not None else self.device
     if device != self.device:
         out = to_device_op(out, device)
     dtype = np.dtype(dtype) if dtype is not None else out.dtype
     if dtype != out.dtype:
         out = cast(out, dtype)
-    return out
+    return ops.clone(out) if copy and out is self else out
+
+
+def _once(name: str, keyword, positional):
+    if keyword is not None:
+        raise TypeError(f"to: {name} given twice, as an argument and as {name}=")
+    return positional
+
+
+def _check_memory_format(t: Tensor, memory_format) -> None:
+    if memory_format is None:
+        return
+    name = str(memory_format).removeprefix("torch.")
+    if name not in MEMORY_FORMATS:
+        raise ValueError(f"to: unknown memory_format {memory_format!r}; expected one of "
+                         f"{', '.join(MEMORY_FORMATS)} (by name, or PyTorch's own)")
+    needed = MEMORY_FORMATS[name]
+    if needed is not None and t.ndim != needed:
+        raise ValueError(f"to: memory_format {name} needs a tensor with {needed} dims, got shape "
+                         f"{t.shape}")
 
 
 def cuda(self, device: int | None = None) -> Tensor:
