@@ -9,6 +9,7 @@ from .activation import GELU, Dropout, ReLU
 from .attention import MultiheadAttention
 from .containers import ModuleList, Sequential
 from .linear import Embedding, Linear
+from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Module
 from .normalization import LayerNorm
 from .parameter import Parameter
@@ -17,5 +18,6 @@ from .transformer import TransformerEncoderLayer
 __all__ = [
     "Module", "Parameter", "ModuleList", "Sequential", "Linear", "Embedding", "LayerNorm",
     "ReLU", "GELU", "Dropout", "MultiheadAttention", "TransformerEncoderLayer",
+    "CrossEntropyLoss", "MSELoss", "BCELoss", "BCEWithLogitsLoss",
     "functional", "init", "utils",
 ]

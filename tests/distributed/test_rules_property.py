@@ -393,8 +393,8 @@ def cross_entropy_cases(draw):
             return OK if replicated(pt) else MOVED
         return OK if pl == Shard(0) and (replicated(pt) or pt == Shard(0)) else MOVED
 
-    return Case("cross_entropy", lambda x, t: F.cross_entropy(x, t, reduction), arrays, oracle,
-                "cross_entropy", dict(reduction=reduction))
+    return Case("cross_entropy", lambda x, t: F.cross_entropy(x, t, reduction=reduction), arrays,
+                oracle, "cross_entropy", dict(reduction=reduction))
 
 
 CASES = {

@@ -24,8 +24,40 @@ def test_cross_entropy_target_out_of_range():
 def test_cross_entropy_target_shape_and_dtype():
     with pytest.raises(ValueError, match=r"need targets of shape \(3,\), got \(4,\)"):
         F.cross_entropy(minigt.randn(3, 4), minigt.tensor([0, 1, 2, 3]))
-    with pytest.raises(TypeError, match="integer tensor of class indices"):
-        F.cross_entropy(minigt.randn(3, 4), minigt.randn(3, 4))
+    with pytest.raises(TypeError, match="integer tensor of class indices or a float tensor"):
+        F.cross_entropy(minigt.randn(3, 4), minigt.tensor([True, False, True]))
+    with pytest.raises(ValueError, match=r"class probabilities.*shape \(3, 4\), got \(3,\)"):
+        F.cross_entropy(minigt.randn(3, 4), minigt.randn(3))
+
+
+def test_cross_entropy_weight_needs_one_entry_per_class():
+    with pytest.raises(ValueError, match=r"one entry per class, shape \(4,\), got \(3,\)"):
+        F.cross_entropy(minigt.randn(3, 4), minigt.tensor([0, 1, 2]), minigt.ones(3))
+
+
+def test_binary_cross_entropy_input_must_be_probabilities():
+    with pytest.raises(RuntimeError, match=r"probabilities in \[0, 1\].*-0.5 to 2.0.*with_logits"):
+        F.binary_cross_entropy(minigt.tensor([-0.5, 2.0]), minigt.tensor([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("loss", [F.binary_cross_entropy, F.binary_cross_entropy_with_logits])
+def test_binary_cross_entropy_shapes(loss):
+    with pytest.raises(ValueError, match=r"target has shape \(3, 1\) but input has \(3,\)"):
+        loss(minigt.rand(3), minigt.rand(3, 1))
+    with pytest.raises(ValueError, match=r"weight of shape \(2,\) does not broadcast"):
+        loss(minigt.rand(3), minigt.rand(3), minigt.ones(2))
+
+
+def test_binary_cross_entropy_with_logits_pos_weight_shape():
+    with pytest.raises(ValueError, match=r"pos_weight of shape \(3,\) does not broadcast .* \(2, 4\)"):
+        F.binary_cross_entropy_with_logits(minigt.randn(2, 4), minigt.rand(2, 4),
+                                           pos_weight=minigt.ones(3))
+
+
+def test_loss_modules_check_reduction_when_made():
+    for make in (nn.CrossEntropyLoss, nn.MSELoss, nn.BCELoss, nn.BCEWithLogitsLoss):
+        with pytest.raises(ValueError, match=f"{make.__name__}: reduction must be one of"):
+            make(reduction="avg")
 
 
 def test_bad_reduction():
