@@ -286,6 +286,32 @@ def as_array(data, dtype=None, device=None):
     return to_device(array, target)
 
 
+def not_a_tensor(value, context: str) -> TypeError:
+    """The error for `value` (a NumPy array, a torch tensor, a list, ...) where minigt needs a
+    Tensor: `context` ("linear: input must be a minigt Tensor, got") and then what was passed and
+    how to make a tensor of it."""
+    kind = type(value)
+    name = f"{kind.__module__.partition('.')[0]}.{kind.__qualname__}"
+    if name.startswith("torch."):
+        return TypeError(
+            f"{context} a torch.Tensor of shape {tuple(value.shape)} and dtype {value.dtype}; "
+            "convert it with minigt.from_numpy(t.detach().cpu().numpy())"
+        )
+    if hasattr(value, "shape") and hasattr(value, "dtype"):  # NumPy, CuPy and their like
+        return TypeError(
+            f"{context} a {name} of shape {tuple(value.shape)} and dtype {value.dtype}; wrap it "
+            "with minigt.from_numpy(array) (shares its memory) or minigt.tensor(array) (a copy)"
+        )
+    if isinstance(value, (list, tuple)):
+        try:
+            shape = f" of shape {np.shape(value)}"
+        except ValueError:  # ragged
+            shape = ""
+        return TypeError(f"{context} a {kind.__name__}{shape}; wrap it with minigt.tensor(...)")
+    return TypeError(f"{context} a {kind.__name__} ({value!r:.40}); pass a minigt tensor "
+                     "(minigt.tensor(...) makes one of numbers, lists or arrays)")
+
+
 def _unwrap(value):
     """A tensor's array; anything else as it is. (Not getattr(value, "data", value): a CuPy
     array's `.data` is its device pointer, and a NumPy array's a memoryview.)"""

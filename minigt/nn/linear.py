@@ -5,7 +5,7 @@ import math
 
 from ..autograd import no_grad
 from ..creation import zeros
-from ..tensor import Tensor
+from ..tensor import Tensor, not_a_tensor
 from . import functional as F
 from . import init
 from .module import Module
@@ -37,6 +37,8 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):  # as PyTorch: no silent conversion of arrays or lists
+            raise not_a_tensor(x, f"{self!r}: input must be a minigt Tensor, got")
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"{self!r}: expected input with last dim in_features={self.in_features}, got "

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from ..backends import array_module, device_of
-from ..tensor import Tensor
+from ..tensor import Tensor, not_a_tensor
 
 
 def normalize_dim(dim, ndim: int, op: str) -> int:
@@ -67,7 +67,7 @@ def as_tensor_like(value, like: Tensor, op: str) -> Tensor:
             )
         return Tensor(value, device=like.device)
     else:
-        raise TypeError(f"{op}: cannot combine a tensor with {type(value).__name__}")
+        raise not_a_tensor(value, f"{op}: cannot combine a tensor with")
     return Tensor._make(xp.asarray(value, dtype=dtype), False, None)
 
 
@@ -84,6 +84,9 @@ def same_device(op: str, *tensors: Tensor) -> None:
         if type(t.data) is not type(first) or (  # fast path: two NumPy arrays
             type(first) is not np.ndarray and device_of(t.data) != device_of(first)
         ):
+            for u in tensors:  # a NumPy array's .data is a memoryview: not another device
+                if not isinstance(u, Tensor):
+                    raise not_a_tensor(u, f"{op}: expected minigt tensors, got")
             devices = ", ".join(device_of(u.data) for u in tensors)
             raise RuntimeError(
                 f"{op}: tensors are on different devices ({devices}); move them with .to(device) first"

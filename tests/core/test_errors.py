@@ -279,8 +279,31 @@ def test_extreme_of_an_empty_tensor(op):
 
 
 def test_combining_with_an_unsupported_type():
-    with raises(TypeError, "add", "str"):
+    with raises(TypeError, "add", "str", "'a'", "minigt tensor"):
         gt.ones(2) + "a"
+
+
+def test_combining_with_a_torch_tensor_says_how_to_convert_it():
+    torch = pytest.importorskip("torch")
+    for combine in (lambda: gt.ones(2) + torch.ones(2, 3), lambda: torch.ones(2, 3) + gt.ones(2)):
+        with raises(TypeError, "add:", "torch.Tensor", "(2, 3)", "torch.float32",
+                    "minigt.from_numpy(t.detach().cpu().numpy())"):
+            combine()
+
+
+@pytest.mark.parametrize("call, op", [(lambda x: gt.nn.Linear(3, 2)(x), "Linear(in_features=3"),
+                                      (lambda x: gt.nn.functional.linear(x, gt.ones(2, 3)), "linear:")],
+                         ids=["Linear", "F.linear"])
+def test_a_layer_given_a_numpy_array_says_to_wrap_it(call, op):
+    # PyTorch raises TypeError too ("must be Tensor, not numpy.ndarray")
+    with raises(TypeError, op, "numpy.ndarray", "(4, 3)", "float32", "minigt.from_numpy(",
+                "minigt.tensor("):
+        call(np.ones((4, 3), np.float32))
+
+
+def test_a_layer_given_a_list_says_to_wrap_it():
+    with raises(TypeError, "Linear(in_features=3", "list", "(1, 3)", "minigt.tensor("):
+        gt.nn.Linear(3, 2)([[1.0, 2.0, 3.0]])
 
 
 @pytest.mark.parametrize("combine", [
