@@ -74,7 +74,8 @@ def _machine_problem(args) -> str:
     except RuntimeError as error:  # no GPU here
         return f"--device: {error}"
     except ValueError:
-        return f"--device {args.device or gt.backends.default_device()!r} is not cpu, cuda or cuda:N"
+        given = args.device or gt.backends.default_device()
+        return f"--device {given!r} is not cpu, cuda or cuda:N"
     if device.startswith("cuda") and int(device.partition(":")[2]) >= gt.backends.gpu_count():
         return f"--device {device}: this machine has {gt.backends.gpu_count()} GPU(s)"
     if args.data == "digits" and importlib.util.find_spec("sklearn") is None:
@@ -103,7 +104,8 @@ def _plot_problem(path: str) -> str:
     kinds = FigureCanvasBase.get_supported_filetypes()
     extension = os.path.splitext(path)[1][1:].lower()
     if extension and extension not in kinds:
-        return f"--plot {path!r}: matplotlib writes no .{extension} files; use one of {', '.join(kinds)}"
+        return (f"--plot {path!r}: matplotlib writes no .{extension} files; use one of "
+                f"{', '.join(kinds)}")
     return ""
 
 

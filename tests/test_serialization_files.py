@@ -149,8 +149,9 @@ def test_a_header_naming_a_missing_array_is_a_clear_error(tmp_path):
                                                          "requires_grad": False}]]}}
     path = tmp_path / "hand_made.npz"
     np.savez(path, a0=np.ones(2), __minigt__=np.frombuffer(json.dumps(header).encode(), np.uint8))
-    with pytest.raises(ValueError, match=rf"minigt.load: '{path}' has a damaged '__minigt__' entry: it names "
-                                         r"the array 'a7' for obj\['w'\], which the archive lacks"):
+    with pytest.raises(ValueError, match=rf"minigt.load: '{path}' has a damaged '__minigt__' entry: "
+                                         r"it names the array 'a7' for obj\['w'\], which the "
+                                         r"archive lacks"):
         minigt.load(path)
 
 

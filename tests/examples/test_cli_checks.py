@@ -1,6 +1,7 @@
 """train_pixel.py checks its paths, packages and device before it trains (its numbers: the table
 of bad flags in test_train_pixel.py), stops on a loss that becomes NaN or inf, and shows progress
-where no terminal is: in-process through `main(argv)`, and under `mpirun -n 2` where what matters is that rank 0 alone speaks."""
+where no terminal is: in-process through `main(argv)`, and under `mpirun -n 2`, where what
+matters is that rank 0 alone speaks."""
 from __future__ import annotations
 
 import os
@@ -155,7 +156,8 @@ def test_a_short_run_prints_no_progress_line_at_the_default_interval(capsys):
 # ---- under mpirun: rank 0 alone speaks, every rank ends ----------------------------------------
 @pytest.mark.parametrize("flags, message", [
     (["--lr", "nan"], "error: --lr must be a finite number >= 0, not nan"),
-    (["--tp", "3", "--heads", "3", "--dim", "18"], "error: --tp 3 must divide the number of ranks (2)"),
+    (["--tp", "3", "--heads", "3", "--dim", "18"],
+     "error: --tp 3 must divide the number of ranks (2)"),
     (["--out", "sub/out.json"], "error: --out 'sub/out.json': there is no folder"),
 ], ids=["lr", "tp", "out"])
 @needs_mpirun
