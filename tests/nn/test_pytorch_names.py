@@ -93,3 +93,23 @@ def test_linear_without_input_features_gives_its_bias():
     out.sum().backward()
     assert layer.bias.grad.tolist() == [2.0, 2.0, 2.0] and x.grad.shape == (2, 0)
     assert torch.nn.Linear(0, 3).weight.shape == layer.weight.shape
+
+
+# ---- matmul promotes as the binary ops do --------------------------------------------------------
+
+@pytest.mark.parametrize("a_dtype, b_dtype", [
+    (np.int64, np.float32), (np.float32, np.int64), (np.int32, np.float64), (np.bool_, np.float32),
+    (np.float32, np.float64)])
+def test_matmul_promotes_as_addition_does(a_dtype, b_dtype):
+    """int64 @ float32 is float32, as int64 + float32 (NumPy alone would give float64)."""
+    rng = np.random.default_rng(0)
+    a_values, b_values = rng.integers(0, 2, (2, 3)), rng.standard_normal((3, 4))
+    a = gt.tensor(a_values.astype(a_dtype), requires_grad=a_dtype in (np.float32, np.float64))
+    b = gt.tensor(b_values.astype(b_dtype), requires_grad=b_dtype in (np.float32, np.float64))
+    out = a @ b
+    assert out.dtype == (a[:, :1] + b[:1]).dtype == np.result_type(
+        *[d for d in (a_dtype, b_dtype) if np.dtype(d).kind == "f"])
+    np.testing.assert_allclose(out.numpy(), a_values @ b_values.astype(b_dtype), rtol=1e-6)
+    out.sum().backward()
+    for t in (a, b):
+        assert t.grad is None or t.grad.dtype == t.dtype
