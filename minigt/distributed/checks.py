@@ -30,6 +30,7 @@ import zlib
 import numpy as np
 
 from ..backends import to_device
+from . import waiting
 
 ENABLED = os.environ.get("MINIGT_CHECK_COLLECTIVES", "1") != "0"
 
@@ -90,7 +91,7 @@ def check(g, name: str, how: str = "", shape=None, dtype=None, extra=None) -> No
                      zlib.crc32(f"{os.path.basename(file)}:{line}".encode()),
                      0 if extra is None else extra[0]], np.int64)
     request, table = start(g, mine)
-    request.Wait()
+    waiting.wait(request)
     settle(g, table, mine, lambda: _describe(name, how, shape, dtype, extra, file, line))
 
 

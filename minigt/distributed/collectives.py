@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..backends import array_module
-from . import checks, trace, transports, world
+from . import checks, trace, transports, waiting, world
 from .placement import shard_range, shard_sizes
 from .transports import select_transport
 from .world import Group
@@ -177,7 +177,7 @@ def barrier(*, group: Group | None = None) -> None:
     if g.size > 1:
         checks.check(g, "barrier")
         with _span("barrier", g):
-            g.comm.Barrier()
+            waiting.wait(g.comm.Ibarrier())
 
 
 # ---- helpers -------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import weakref
 
 from ..autograd import accumulate_into, post_backward_hooks
 from ..backends import array_module
-from . import checks, collectives, transports, world
+from . import checks, collectives, transports, waiting, world
 from .placement import shard_range, shard_sizes
 
 BUCKET_BYTES = 32 * 2**20  # big enough that a step needs few calls, small enough to stay cheap
@@ -179,7 +179,7 @@ class Bucket:
     def finish(self) -> None:
         """Wait for the sum, then hand each parameter that got a share its slot (or, scattered,
         add this rank's part to `grad_part`)."""
-        self.request.Wait()
+        waiting.wait(self.request)
         if self.scatter:
             part, self.received = self.received, None
             self.grad_part = part if self.grad_part is None else self.grad_part + part

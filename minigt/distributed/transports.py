@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from ..backends import array_module, cuda_available, gpu_count
-from . import world
+from . import waiting, world
 from .world import Group
 
 SETTINGS = ("auto", "nccl", "mpi", "host")
@@ -184,7 +184,8 @@ class MPITransport:
         from mpi4py import MPI
 
         # one buffer for both: MPI's in-place form (passing it twice is not allowed)
-        self.comm.Allreduce(MPI.IN_PLACE if send is recv else send, recv, op=_mpi_op(op))
+        waiting.wait(self.comm.Iallreduce(MPI.IN_PLACE if send is recv else send, recv,
+                                          op=_mpi_op(op)))
 
     def start_allreduce(self, buf, op: str):
         """Begin an in-place all-reduce of `buf`; the returned request's Wait() ends it."""
@@ -200,15 +201,15 @@ class MPITransport:
 
     def allgatherv(self, send, recv, counts: list[int]) -> None:
         self._ready()
-        self.comm.Allgatherv(send, [recv, counts])  # mpi4py packs parts back to back
+        waiting.wait(self.comm.Iallgatherv(send, [recv, counts]))  # parts back to back
 
     def reduce_scatter(self, send, recv, counts: list[int], op: str) -> None:
         self._ready()
-        self.comm.Reduce_scatter(send, recv, counts, op=_mpi_op(op))
+        waiting.wait(self.comm.Ireduce_scatter(send, recv, counts, op=_mpi_op(op)))
 
     def bcast(self, buf, root: int) -> None:
         self._ready()
-        self.comm.Bcast(buf, root=root)
+        waiting.wait(self.comm.Ibcast(buf, root=root))
 
 
 class HostCopyTransport:

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..backends import cuda_available, gpu_count, use_gpu
-from . import checks, exits
+from . import checks, exits, waiting
 
 # What each launcher sets in the processes it starts: (rank variable, size variable or None).
 _LAUNCHER_VARIABLES = (
@@ -82,6 +82,7 @@ def init() -> None:
     if _world is not None:
         return
     _world = _join()
+    waiting.configure(_world.local_size)
     _world_group = _group_of(_world.comm)
     if _world.size > 1:
         exits.install(_world.comm, _world.rank, _my_groups)

@@ -1,0 +1,45 @@
+"""How a rank waits for MPI: spinning when it has a core to itself, sleeping when it does not.
+
+MPI waits by spinning, which is fastest when every rank has a core. With more ranks on a machine
+than cores (`mpirun -n 8` on a laptop), a rank spinning in a collective takes the core from one
+that is still computing the data the collective waits for, and every step runs at the pace of
+the scheduler. There, `wait` tests the request and sleeps between tests instead, leaving the
+cores to the ranks with work. Every collective goes through a nonblocking call and `wait`, so all
+ranks make the same kind of call whichever way they wait (MPI does not match a blocking
+collective with a nonblocking one).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+POLL_SECONDS = 2e-4  # short against a step, long enough for a core to run another rank
+_crowded = False
+
+
+def configure(ranks_on_this_machine: int) -> None:
+    """Choose how to wait, once the job knows how many ranks share this machine."""
+    global _crowded
+    _crowded = ranks_on_this_machine > usable_cores()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def crowded() -> bool:
+    """Whether this machine has more ranks than cores (waits then sleep)."""
+    return _crowded
+
+
+def wait(request) -> None:
+    """Wait for an MPI request (or anything with Wait() and Test())."""
+    if not _crowded:
+        request.Wait()
+        return
+    while not request.Test():
+        time.sleep(POLL_SECONDS)
