@@ -3,7 +3,7 @@
 The update is written twice, and both run. `adam` is the textbook: plain array math that returns
 the new values. Small parameters (`is_small`: biases, norms' weights) take it, as its temporaries
 are cheap there. `adam_` computes the same into the parameter and its moments, piece by piece
-with one small reused scratch (see `pieces`), so a large parameter's step makes no temporary of
+with one small reused scratch (see `each_piece`), so a large parameter's step makes no temporary of
 its size. To need no m̂ or v̂ of its own, `adam_` folds the bias corrections into two scalars:
 the two paths round differently, by a unit or so in the last place of the update.
 """
@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from ..backends import array_module
 from ..tensor import Tensor
-from .optimizer import Optimizer, axpy, check_non_negative, is_small, pieces
+from .optimizer import Optimizer, axpy, check_non_negative, each_piece, is_small
 
 
 class Adam(Optimizer):
@@ -105,7 +105,8 @@ def adam_(p, g, m, v, v_max, t: int, *, lr: float, betas: tuple[float, float], e
     # lr·m̂/(√v̂ + ε) = step_size·m/(√v/root_bias + ε)
     root_bias, step_size = math.sqrt(1.0 - beta2 ** t), lr / (1.0 - beta1 ** t)
     # the same names, now for matching pieces of the arrays, with one scratch for every term
-    for p, g, m, v, v_max, scratch in pieces(p, g, m, v, v_max):
+
+    def step(p, g, m, v, v_max, scratch):
         m *= beta1
         m += xp.multiply(g, 1.0 - beta1, out=scratch)
         v *= beta2
@@ -119,3 +120,5 @@ def adam_(p, g, m, v, v_max, t: int, *, lr: float, betas: tuple[float, float], e
         update = xp.divide(m, denom, out=scratch)
         update *= step_size
         p -= update
+
+    each_piece(step, p, g, m, v, v_max)

@@ -7,7 +7,9 @@ changes the raw arrays (`_update`).
 """
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -174,23 +176,57 @@ def check_non_negative(optimizer: str, **hyperparameters: float) -> None:
 
 
 _CHUNK = 1 << 16  # elements: a scratch this small stays in cache and is allocated once
+_SHARE = 4 * _CHUNK  # elements: below this, another thread would cost more than it saves
+_helpers: dict = {}  # helper-thread count -> the pool of `each_piece`'s helper threads
 
 
-def pieces(target, *others):
-    """(target, *others, scratch) for matching pieces of same-shaped arrays (None passes through).
-    On the CPU, large contiguous arrays come in 64K-element pieces with one small reused scratch,
-    so an update needs no temporary as large as the parameter (a fresh mapping and its page
-    faults, every step); otherwise the whole arrays come once, with a scratch like `target`."""
+def each_piece(work: Callable, target, *others) -> None:
+    """work(target, *others, scratch) over matching pieces of same-shaped arrays (None passes
+    through). On the CPU, large contiguous arrays come in 64K-element pieces with one small reused
+    scratch, so an update needs no temporary as large as the parameter (a fresh mapping and its
+    page faults, every step); the pieces are shared among `update_threads()` threads, as NumPy's
+    own loops use one (work must be elementwise: the numbers do not depend on the sharing).
+    Otherwise `work` gets the whole arrays once, with a scratch like `target`."""
     arrays = (target, *others)
     xp = array_module(target)
     if xp is not np or target.size <= _CHUNK or not all(a is None or a.flags.c_contiguous for a in arrays):
-        yield (*arrays, xp.empty_like(target))
+        work(*arrays, xp.empty_like(target))
         return
     flat = [None if a is None else a.reshape(-1) for a in arrays]
-    scratch = np.empty(_CHUNK, target.dtype)
-    for start in range(0, target.size, _CHUNK):
-        stop = min(start + _CHUNK, target.size)
-        yield (*(None if a is None else a[start:stop] for a in flat), scratch[:stop - start])
+
+    def run(start: int, stop: int) -> None:  # one thread's share, with its own scratch
+        scratch = np.empty(_CHUNK, target.dtype)
+        for lo in range(start, stop, _CHUNK):
+            hi = min(lo + _CHUNK, stop)
+            work(*[None if a is None else a[lo:hi] for a in flat], scratch[:hi - lo])
+
+    shares = max(1, min(update_threads(), target.size // _SHARE))
+    if shares == 1:
+        run(0, target.size)
+        return
+    chunks = -(-target.size // _CHUNK)  # shares of whole chunks, the last share the shortest
+    bounds = [min(target.size, -(-chunks * i // shares) * _CHUNK) for i in range(shares + 1)]
+    helpers = _pool(shares - 1)
+    shared = [helpers.submit(run, bounds[i], bounds[i + 1]) for i in range(1, shares)]
+    run(bounds[0], bounds[1])
+    for share in shared:
+        share.result()  # re-raises a helper's error here
+
+
+def update_threads() -> int:
+    """Threads a large update is shared among: OMP_NUM_THREADS (what NumPy's BLAS reads), else
+    every CPU this process may run on."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """`workers` helper threads for `each_piece`, made on first use (idle threads cost nothing)."""
+    if workers not in _helpers:
+        _helpers[workers] = ThreadPoolExecutor(workers, thread_name_prefix="minigt-update")
+    return _helpers[workers]
 
 
 _SMALL = 1 << 12  # elements: see `is_small`
@@ -205,10 +241,13 @@ def is_small(array) -> bool:
 
 
 def add_scaled_(target, alpha: float, x) -> None:
-    """target += alpha·x in place, piece by piece (see `pieces`)."""
+    """target += alpha·x in place, piece by piece (see `each_piece`)."""
     xp = array_module(target)
-    for part, x_part, scratch in pieces(target, x):
+
+    def add(part, x_part, scratch):
         part += xp.multiply(x_part, alpha, out=scratch)
+
+    each_piece(add, target, x)
 
 
 def axpy(alpha: float, x, y):

@@ -3,7 +3,7 @@
 The update is written twice, and both run. `sgd` is the textbook: plain array math that returns
 the new values. Small parameters (`is_small`: biases, norms' weights) take it, as its temporaries
 are cheap there. `sgd_` does the same operations in the same order, but into the parameter and
-its buffer, piece by piece (see `pieces`), so a large parameter's plain or momentum step makes
+its buffer, piece by piece (see `each_piece`), so a large parameter's plain or momentum step makes
 no temporary of its size (weight decay and Nesterov make one each). The two agree bit for bit.
 """
 from __future__ import annotations
