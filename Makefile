@@ -34,7 +34,7 @@ train: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/mpirun -n $(NP) $(PY) examples/train_pixel.py
 
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build dist *.egg-info

@@ -39,6 +39,7 @@ MODEL = dict(img=200, seq=4, dim=256, heads=4, layers=4, ff=1024)
 SEED, LR = 0, 0.01
 
 _limits = None  # the threadpoolctl limiter, kept alive for the whole run
+_machine = None  # machine()'s line, set by header() and printed under every table
 
 
 # ---- process set-up --------------------------------------------------------------------------
@@ -108,20 +109,66 @@ def pin_threads(threads: int, torch=None) -> list:
     return info
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, with its widest vector unit (a VM's model name can
+    be as vague as 'Intel Xeon Processor'), and the CPU count."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not flags:
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    vector = next((label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"),
+                                             ("asimd", "NEON")) if flag in flags), "")
+    return f"{name}{f' ({vector})' if vector else ''}, {os.cpu_count()} CPUs"
+
+
+def blas(pools: list) -> str:
+    """The BLAS libraries and the kernels they picked, from threadpoolctl's report."""
+    found = [" ".join(filter(None, (p["internal_api"], p.get("version"), p.get("architecture"))))
+             for p in pools if p.get("user_api") == "blas"]
+    return ", ".join(found) or "BLAS not reported (threadpoolctl saw none)"
+
+
+def torch_blas(torch) -> str:
+    """PyTorch's matmul library and the vector unit its kernels use."""
+    library = "MKL" if torch.backends.mkl.is_available() else "its own BLAS"
+    return f"{library}, {torch.backends.cpu.get_cpu_capability()} kernels"
+
+
+def machine(threads: int, torch=None) -> str:
+    """One line naming what a table was measured on: CPU, BLAS and kernel, threads, date, and
+    the load when other processes compete for the CPUs. `header` sets the line every table
+    then repeats under its title."""
+    global _machine
+    import numpy  # noqa: F401  (loads NumPy's BLAS, so that threadpoolctl can report it)
+    from threadpoolctl import threadpool_info
+
+    line = (f"{cpu_model()} | NumPy BLAS: {blas(threadpool_info())}"
+            f"{f' | PyTorch: {torch_blas(torch)}' if torch is not None else ''} | "
+            f"{threads} thread{'s' if threads != 1 else ''} | {datetime.date.today()}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load + threads > (os.cpu_count() or 1) + 0.5:
+        line += f" | NOT QUIET: load average {load:.1f}"
+    _machine = line
+    return line
+
+
 def header(args, torch=None, pools=None) -> str:
     """Machine, versions, BLAS and threads, as a few Markdown-friendly lines."""
     import numpy as np
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     lines = [
-        f"date {datetime.datetime.now().isoformat(timespec='seconds')} | {cpu} | "
-        f"os.cpu_count={os.cpu_count()} | Python {platform.python_version()}",
-        f"numpy {np.__version__} | torch {torch.__version__ if torch else 'not used'} | "
+        machine(args.threads, torch),
+        f"date {datetime.datetime.now().isoformat(timespec='seconds')} | "
+        f"Python {platform.python_version()} | numpy {np.__version__} | "
+        f"torch {torch.__version__ if torch else 'not used'} | "
         f"threads={args.threads} (OMP/OPENBLAS/MKL_NUM_THREADS, torch.set_num_threads)",
     ]
     for p in pools or []:
@@ -130,8 +177,7 @@ def header(args, torch=None, pools=None) -> str:
         lines.append(f"threadpoolctl: {p['internal_api']}{version}{extra} "
                      f"num_threads={p['num_threads']} ({os.path.basename(p['filepath'])})")
     if torch is not None:
-        blas = "MKL" if torch.backends.mkl.is_available() else "its own BLAS"
-        lines.append(f"torch: {blas} matmul, get_num_threads={torch.get_num_threads()}")
+        lines.append(f"torch: {torch_blas(torch)}, get_num_threads={torch.get_num_threads()}")
     removed = getattr(args, "env_removed", "")
     kept = [f"{v}={os.environ[v]}" for v in SLOW_VARS if v in os.environ]
     lines.append("env: " + (f"unset {removed.replace(';', ', ')} (re-exec)" if removed else
@@ -242,12 +288,18 @@ def table(rows: list, headers: list) -> str:
     return "\n".join([line([str(h) for h in headers]), rule, *map(line, cells)])
 
 
+def _threads() -> int:
+    """The thread count bootstrap set (OMP_NUM_THREADS), for a table printed before header()."""
+    return int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
+
+
 def _looks_numeric(text: str) -> bool:
     return text[:1].isdigit() or text in ("n/a", "—")
 
 
 def print_table(title: str, rows: list, headers: list, note: str = "") -> None:
-    print(f"\n### {title}\n")
+    """A titled table, its machine line (CPU, BLAS, threads, date) under the title."""
+    print(f"\n### {title}\n\n{_machine or machine(_threads())}\n")
     print(table(rows, headers))
     if note:
         print(f"\n{note}")
