@@ -208,6 +208,8 @@ class Alias(Function):
 class GatherShards(Function):
     """Shard(dim) -> Replicate by all-gather;  backward keeps this rank's slice of the gradient."""
 
+    collect = None  # a subclass's collect(g) takes gradient shares to sum later (fsdp.py)
+
     def forward(self, x, dim, sizes):
         self.dim, self.sizes = dim, sizes
         return collectives.all_gather(x, dim, sizes, group=group())
@@ -266,6 +268,9 @@ class ReplicatedUse(Function):
             gradsync.defer(source, g)
             return None
         gathered = source.grad_fn
+        if self.over is None and isinstance(gathered, GatherShards) and gathered.collect:
+            gathered.collect(g)  # summed with others of its kind in one reduce-scatter
+            return None
         if self.over is None and isinstance(gathered, GatherShards):
             # The value was gathered from shards, whose backward keeps only this rank's slice:
             # sum just that slice over the ranks (a reduce-scatter, half an all-reduce's bytes).

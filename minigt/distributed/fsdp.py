@@ -5,27 +5,33 @@ keeps only this rank's rows of each (a `ShardedParameter`: a DTensor placed Shar
 data group, so the ordinary optimizer updates the rows and keeps state for them alone), and
 makes the module's forward a unit that borrows the whole parameters just while it runs:
 
-    forward    all-gather the unit's parameters (redistribute to Replicate), run the module
+    forward    all-gather the unit's parameters (whole, placed Replicate), run the module
                without recording its graph, drop them: only the unit's output is kept
     backward   all-gather them again, run the module once more with its graph, and backward
                through it: each weight's gradient share is reduce-scattered straight to the
                rows that own it (see dtensor.ReplicatedUse), and the gathered values are freed
 
-Per step each parameter byte crosses the network three times (two all-gathers, one
-reduce-scatter: 3(N-1)/N of the parameter bytes), against two for an all-reduce; the price of
-memory is one more forward of each unit in backward. Call `fully_shard` on the blocks first,
+A unit moves all its parameters in one call each way: one all-gather of their rows packed back
+to back (this rank's rows of every parameter, then the next rank's), and one reduce-scatter of
+their gradient shares when its backward is done (`_Unit.flush`; the model's own unit, which does
+not recompute, at the end of backward). Per step each parameter byte crosses the network three
+times (two all-gathers, one reduce-scatter: 3(N-1)/N of the parameter bytes), against two for an
+all-reduce; the price of memory is one more forward of each unit in backward. Call `fully_shard` on the blocks first,
 then on the model (which then gathers only what its blocks do not), after moving the model.
 """
 from __future__ import annotations
 
+import math
+
 from .. import autograd, creation
-from ..autograd import Function, enable_grad, is_grad_enabled, no_grad
+from ..autograd import Function, accumulate_into, enable_grad, is_grad_enabled, no_grad
+from ..backends import array_module
 from ..nn import Module
 from ..nn.parameter import Parameter
 from ..tensor import Tensor
 from . import collectives
-from .dtensor import DTensor, group, local_range, redistribute, standard_sizes
-from .placement import Replicate, Shard
+from .dtensor import DTensor, GatherShards, group, local_range, standard_sizes
+from .placement import Replicate, Shard, shard_range
 
 
 class ShardedParameter(DTensor, Parameter):
@@ -103,6 +109,7 @@ class _Unit:
 
     def __init__(self, module: Module, owned: list, recompute: bool):
         self.module, self.owned, self.recompute = module, owned, recompute
+        self.shares: dict = {}  # id(rows) -> this rank's share of the whole parameter's gradient
         self.run = type(module).forward.__get__(module)  # the module's own forward
 
     def forward(self, *inputs):
@@ -124,13 +131,100 @@ class _Unit:
 
     def call(self, inputs):
         """The module's forward with each owned parameter's whole value in its place."""
-        for owner, name, rows in self.owned:
-            object.__setattr__(owner, name, redistribute(rows, Replicate()))  # shadows the rows
+        for (owner, name, rows), whole in zip(self.owned, self.gather()):
+            borrowed = UnitGathered.apply_local((rows,), dict(whole=whole, unit=self,
+                                                              sizes=rows.sizes))
+            # shadows the rows
+            object.__setattr__(owner, name, DTensor._wrap(borrowed, Replicate(), rows.shape))
         try:
             return self.run(*inputs)
         finally:
             for owner, name, _ in self.owned:
                 object.__delattr__(owner, name)
+
+    def _layout(self):
+        """Per rank, the element count of its rows of every owned parameter, back to back."""
+        rows = [r for _, _, r in self.owned]
+        per_row = [math.prod(r.shape[1:]) for r in rows]
+        return rows, per_row, [sum(r.sizes[k] * n for r, n in zip(rows, per_row))
+                               for k in range(group().size)]
+
+    def gather(self) -> list:
+        """Every owned parameter's whole value, from one all-gather of all their rows."""
+        rows, per_row, counts = self._layout()
+        if not rows:
+            return []
+        xp = array_module(rows[0].data)
+        flat = xp.empty(sum(counts), rows[0].data.dtype)
+        at = sum(counts[:group().rank])
+        for r in rows:
+            flat[at:at + r.data.size] = r.data.reshape(-1)
+            at += r.data.size
+        collectives.all_gather_in_place(flat, counts, group=group())
+        wholes = [xp.empty(r.shape, r.data.dtype) for r in rows]
+        at = 0
+        for k in range(group().size):
+            for r, n, whole in zip(rows, per_row, wholes):
+                start, stop = shard_range(r.sizes, k)
+                whole[start:stop] = flat[at:at + (stop - start) * n].reshape(whole[start:stop].shape)
+                at += (stop - start) * n
+        return wholes
+
+    def collect(self, rows: Tensor, share) -> None:
+        """Take this rank's share of the gradient of `rows`' whole parameter (see flush)."""
+        if not self.shares:
+            pending.append(self)
+        mine = self.shares.get(id(rows))
+        self.shares[id(rows)] = share if mine is None else mine + share
+
+    def flush(self) -> None:
+        """Sum the collected shares over the data group in one reduce-scatter, packed as in
+        `gather`, and add each parameter's rows of the sum to its gradient."""
+        if not self.shares:
+            return
+        rows, per_row, counts = self._layout()
+        shares = [self.shares.get(id(r)) for r in rows]
+        self.shares = {}
+        taken = [(r, n, s) for r, n, s in zip(rows, per_row, shares) if s is not None]
+        xp = array_module(taken[0][2])
+        counts = [sum(r.sizes[k] * n for r, n, _ in taken) for k in range(group().size)]
+        flat = xp.empty(sum(counts), taken[0][2].dtype)
+        at = 0
+        for k in range(group().size):
+            for r, n, share in taken:
+                start, stop = shard_range(r.sizes, k)
+                flat[at:at + (stop - start) * n] = share[start:stop].reshape(-1)
+                at += (stop - start) * n
+        mine = collectives.reduce_scatter(flat, 0, counts, group=group())
+        at = 0
+        for r, _, _ in taken:
+            accumulate_into(r, mine[at:at + r.data.size].reshape(r.data.shape), owned=True)
+            at += r.data.size
+
+
+pending: list = []  # units holding gradient shares not yet summed
+_rerunning = 0  # > 0 while a unit's backward runs its own inner backward
+
+
+def flush_pending() -> None:
+    """Sum every unit's collected shares when the (outer) backward ends: autograd runs it."""
+    while pending and not _rerunning:
+        pending.pop().flush()
+
+
+autograd.post_backward_hooks.append(flush_pending)
+
+
+class UnitGathered(GatherShards):
+    """A fully sharded parameter's rows -> its whole value, gathered with the rest of its unit;
+    shares of its gradient from sharded compute go to the unit (`collect`)."""
+
+    def forward(self, rows, whole, unit, sizes):
+        self.dim, self.sizes, self.unit = 0, sizes, unit
+        return whole
+
+    def collect(self, g) -> None:
+        self.unit.collect(self.inputs[0], g)
 
 
 class UnitForward(Function):
@@ -152,7 +246,15 @@ class UnitForward(Function):
                 out = self.unit.call(inputs)
         finally:
             creation.generator().bit_generator.state = saved
-        autograd.backward(out, g)
+        global _rerunning
+        _rerunning += 1
+        try:
+            autograd.backward(out, g)
+        finally:
+            _rerunning -= 1
+        if self.unit in pending:  # its shares are complete: sum them now, not at the end
+            pending.remove(self.unit)
+            self.unit.flush()
         leaves = [t for t in inputs if isinstance(t, Tensor)]
         return tuple(t.grad.data if t.grad is not None else None for t in leaves) + \
             (None,) * (len(self.inputs) - n)

@@ -61,15 +61,18 @@ def test_each_rank_keeps_its_rows_of_every_parameter_and_gradient():
 def test_each_step_gathers_the_parameters_and_reduce_scatters_their_gradients(monkeypatch):
     model = fully_sharded()
     x, y = data()
-    loss = F.mse_loss(model(dist.shard(x, 0)), dist.shard(y, 0))  # forward: one gather per weight
-    gathers = count_calls(monkeypatch, collectives, "all_gather")
+    gathers = count_calls(monkeypatch, collectives, "all_gather_in_place")
+    loss = F.mse_loss(model(dist.shard(x, 0)), dist.shard(y, 0))
+    if SIZE > 1:
+        assert len(gathers) == 2  # forward: one all-gather a unit, however many parameters
+    gathers.clear()
     scatters = count_calls(monkeypatch, collectives, "reduce_scatter")
     reduces = count_calls(monkeypatch, collectives, "all_reduce")
     loss.backward()
     if SIZE > 1:
         # the inner unit gathers its 2 parameters again to run once more; the model's own 4
-        # stayed gathered; every gradient share goes to its rows by a reduce-scatter
-        assert len(gathers) == 2 and len(scatters) == 6
+        # stayed gathered; each unit's gradient shares go to their rows in one reduce-scatter
+        assert len(gathers) == 1 and len(scatters) == 2
         assert reduces == []  # no all-reduce of any gradient
 
 
