@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import weakref
+
+import numpy as np
 
 from .backends import ARRAY_TYPES, array_module, ensure_array
 from .tensor import Tensor, _unwrap
@@ -204,6 +207,35 @@ def _checked_parents(fn: Function):
     return fn.parents()
 
 
+# Gradients too large for malloc to reuse (from 32 MiB, glibc's largest mmap threshold) are a
+# fresh mapping every step, its page faults and zeroing included: zero_grad hands back the ones
+# that no one else holds (`recycle`), and the op that makes one of the same shape in the next
+# backward computes into it (`spare`). What that backward does not take, it drops at its end.
+SPARE_BYTES = 1 << 25
+_spares: dict = {}  # (shape, dtype) -> a dropped gradient's array
+
+
+def recycle(grad) -> None:
+    """Keep the array of `grad`, a .grad that zero_grad just dropped, for the next backward: when
+    it is a large NumPy array of its own and nothing but `grad` refers to it (the caller's
+    variable and this call's argument aside), so that writing into it can surprise no one."""
+    data = grad.data
+    if (type(grad) is Tensor and type(data) is np.ndarray and data.nbytes >= SPARE_BYTES
+            and data.base is None and data.flags.c_contiguous and data.flags.writeable
+            # references: the caller's variable, this argument, getrefcount's / grad.data, data,
+            # getrefcount's
+            and sys.getrefcount(grad) == 3 and sys.getrefcount(data) == 3):
+        _spares[data.shape, data.dtype] = data
+
+
+def spare(like, shape: tuple):
+    """A recycled array of `shape` and `like`'s dtype to compute a new gradient into (its values
+    are garbage), or None: then make a new one."""
+    if type(like) is not np.ndarray or not _spares:
+        return None
+    return _spares.pop((tuple(shape), like.dtype), None)
+
+
 def accumulate_into(tensor, grad, owned: bool = False) -> None:
     """tensor.grad += grad, creating .grad on first use. `owned` says no one else holds `grad`,
     so it can become .grad without a copy."""
@@ -287,6 +319,7 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
                 pending[t.grad_fn] = (g, fresh)
         if not retain_graph:
             fn.release()
+    _spares.clear()  # not taken in this backward: the next one may not take them either
     for hook in post_backward_hooks:
         hook()
 

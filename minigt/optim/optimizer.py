@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..autograd import enable_grad, no_grad
+from ..autograd import enable_grad, no_grad, recycle
 from ..backends import ARRAY_TYPES, array_module, device_of, to_device
 from ..nn.parameter import Parameter
 from ..tensor import Tensor
@@ -64,7 +64,9 @@ class Optimizer(ABC):
         for group in self.param_groups:
             for p in group["params"]:
                 if set_to_none:
-                    p.grad = None
+                    grad, p.grad = p.grad, None
+                    if grad is not None:
+                        recycle(grad)  # a large one the next backward may compute into
                 elif p.grad is not None:
                     p.grad.zero_()
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from ...autograd import Function
+from ...autograd import Function, spare
 import numpy as np
 
 from ... import backends
@@ -41,7 +41,10 @@ class LinearFn(Function):
         needs = self.needs_input_grad
         gx = (g @ self.weight).reshape(self.x_shape) if needs[0] else None
         # gᵀ x is (out, in), the weight's own layout: no transposed copy when it is stored.
-        gw = g.T @ self.rows if needs[1] else None
+        gw = None
+        if needs[1]:
+            out = spare(g, self.weight.shape) if g.dtype == self.rows.dtype else None
+            gw = g.T @ self.rows if out is None else array_module(g).matmul(g.T, self.rows, out=out)
         if len(needs) == 2:
             return gx, gw
         return gx, gw, (g.sum(axis=0) if needs[2] else None)
