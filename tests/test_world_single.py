@@ -257,3 +257,12 @@ def test_trace_file_has_a_track_per_rank(tmp_path):
     assert all(e["ph"] == "X" and e["args"]["bytes"] == 4 * 3 * 4 and e["dur"] >= 0
                for e in gathers)
     assert {e["pid"] for e in events if e["name"] == "step"} == {0, 1}
+
+
+@pytest.mark.parametrize("ranks", [0, 2])
+def test_a_trace_that_cannot_be_written_fails_the_job(tmp_path, ranks):
+    target = tmp_path / "missing-folder" / "trace.json"
+    done = run("import minigt.distributed as dist; dist.all_reduce(__import__('numpy').ones(2))",
+               ranks=ranks, MINIGT_TRACE=str(target))
+    assert done.returncode != 0
+    assert done.stderr.count(f"MINIGT_TRACE={target}: the trace could not be written") == 1

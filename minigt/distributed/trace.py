@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import json
 import os
+import sys
 import threading
 import time
 
@@ -77,6 +78,16 @@ def _chrome_event(rank: int, name, category, start_ns, duration_ns, tid, args) -
             "ts": (_WALL_NS + start_ns - _PERF_NS) / 1000, "dur": duration_ns / 1000, "args": args}
 
 
+def _write_at_exit() -> None:
+    """`write`, failing the job if the file cannot be written (an atexit error alone exits 0)."""
+    try:
+        write()
+    except OSError as error:
+        print(f"minigt: MINIGT_TRACE={_PATH}: the trace could not be written ({error})",
+              file=sys.stderr, flush=True)
+        os._exit(1)
+
+
 if _ENABLED:
     # Runs before MPI shuts down: mpi4py finalizes MPI after all atexit functions (Py_AtExit).
-    atexit.register(write)
+    atexit.register(_write_at_exit)
