@@ -40,12 +40,22 @@ class Factors:
         self.width = left.shape[1] + (0 if right is None else right.shape[1])
         self.dtype = left.dtype
 
+    def gathered(self) -> int:
+        """How many numbers all ranks' rows are."""
+        return sum(self.counts) * self.width
+
     def product(self):
         """This rank's share, multiplied out."""
         return self.left.sum(axis=0) if self.right is None else self.left.T @ self.right
 
     def pieces(self):
         return (self.left,) if self.right is None else (self.left, self.right)
+
+
+def gathering_pays(shares: list, size: int) -> bool:
+    """Whether gathering these shares' rows beats summing `size` numbers (all must be Factors)."""
+    return all(isinstance(s, Factors) for s in shares) and \
+        sum(s.gathered() for s in shares) * GATHER_SAVING <= size
 
 
 class Bucket:
@@ -140,8 +150,8 @@ class Bucket:
         rank decides alike: the counts are global."""
         if self.scatter or not self.factors or self.written:
             return False
-        gathered = sum(sum(f.counts) * f.width for shares in self.factors.values() for f in shares)
-        return gathered * GATHER_SAVING <= self.flat.size
+        return gathering_pays([f for shares in self.factors.values() for f in shares],
+                              self.flat.size)
 
     def _sum_by_gathering(self) -> None:
         """All ranks' factor rows into every rank (one all-gather), then each slot's whole
@@ -236,17 +246,24 @@ def bucket_of(leaf):
 
 
 def buckets(entries: list, limit: int | None = None) -> list:
-    """[leaf, shares] entries grouped by kind (dtype, module, and whether the shares came all
-    as factors), in order within a kind, each group under `limit` bytes (an entry larger than
-    the limit gets one of its own)."""
+    """[leaf, shares] entries grouped by kind (dtype and module; then, when gathering the rows
+    of all the factors among them pays, those entries apart), in order within a kind, each group
+    under `limit` bytes (an entry larger than the limit gets one of its own)."""
     limit = BUCKET_BYTES if limit is None else limit
-    kinds: dict = {}
+    by_dtype: dict = {}
     for entry in entries:
-        leaf, shares = entry
-        factored = all(isinstance(s, Factors) for s in shares)
-        kinds.setdefault((shares[0].dtype, array_module(leaf.data), factored), []).append(entry)
+        by_dtype.setdefault((entry[1][0].dtype, array_module(entry[0].data)), []).append(entry)
+    kinds = []
+    for same in by_dtype.values():
+        factored = [e for e in same if all(isinstance(s, Factors) for s in e[1])]
+        if factored and gathering_pays([s for e in factored for s in e[1]],
+                                       sum(e[0].data.size for e in factored)):
+            apart = {id(e) for e in factored}
+            kinds += [factored, [e for e in same if id(e) not in apart]]
+        else:
+            kinds.append(same)
     groups = []
-    for same_kind in kinds.values():
+    for same_kind in kinds:
         size = None  # each kind starts a new group
         for entry in same_kind:
             if size is None or size + entry[0].data.nbytes > limit:

@@ -62,7 +62,7 @@ def write(path: str | None = None) -> None:
     comm = world.comm()
     # Event lists are small metadata, so mpi4py's pickling gather is fine here.
     per_rank = comm.gather(_events, root=0) if world.world_size() > 1 else [_events]
-    if world.rank() != 0:
+    if world.rank() != 0 or not any(per_rank):  # nothing traced (a run that stopped early)
         return
     events = []
     for rank, rank_events in enumerate(per_rank):
