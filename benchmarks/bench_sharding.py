@@ -113,7 +113,7 @@ def main(args) -> None:
 
     # 3. bytes per step against the formula
     rows = []
-    for ranks in (2, 8):
+    for ranks in (2,) if args.quick else (2, 8):  # --quick: 8 ranks once, in table 2
         flags = [*model, "--batch", "16" if ranks == 2 else "8", "--n", "32", "--epochs", "1"]
         for mode, extra in MODES.items():
             measured = run(ranks, flags + extra, args)["sent_per_step"]
@@ -126,7 +126,8 @@ def main(args) -> None:
         "Measured: rank 0's collectives in the trace, each counted as its algorithm sends "
         "(all-reduce 2(N-1)/N, reduce-scatter and all-gather (N-1)/N of the buffer), per step, "
         "the loss and accuracy reads included. Formula: k = 2 (all-reduce; reduce-scatter + "
-        "all-gather), k = 3 (FSDP: two all-gathers and one reduce-scatter).")
+        "all-gather), k = 3 (FSDP: two all-gathers and one reduce-scatter)."
+        + (" --quick: 2 ranks only." if args.quick else ""))
 
 
 if __name__ == "__main__":
