@@ -180,8 +180,8 @@ def _cross_entropy_weighted(rows: Tensor, target: Tensor, weight: Tensor, reduct
     keep = target != ignore_index
     unchecked = not backends.host_checks(target.data)  # cross_entropy() checked the range on a CPU
     if unchecked:  # on a GPU a target out of range gives NaN, as in CrossEntropyFn
-        in_range = (target >= 0) & (target < classes)
-        bad, keep = keep & ~in_range, keep & in_range
+        in_range = where(target >= 0, target < classes, False)
+        bad, keep = where(keep, ~in_range, False), where(keep, in_range, False)
     labels = where(keep, target, 0)
     kept = keep.to(rows.dtype)
     loss = _soft_cross_entropy(rows, one_hot(labels, classes).to(rows.dtype), weight,
