@@ -61,23 +61,28 @@ class RecordingComm:
         self.log.append("bcast(pickled)")
         return obj
 
-    def Allreduce(self, send, recv, op):
-        self.log.append(("Allreduce", type(recv).__name__, op))
+    # every collective is made nonblocking (waiting.py); these finish at once
+    def Iallreduce(self, send, recv, op):
+        self.log.append(("Iallreduce", type(recv).__name__, op))
         if not isinstance(send, str):  # MPI.IN_PLACE here is the string "IN_PLACE"
             recv[...] = send
         recv *= 2
+        return transports.DONE
 
-    def Allgatherv(self, send, spec):
+    def Iallgatherv(self, send, spec):
         recv, counts = spec
-        self.log.append(("Allgatherv", type(recv).__name__, counts))
+        self.log.append(("Iallgatherv", type(recv).__name__, counts))
         recv.reshape(-1)[:] = np.concatenate([send.reshape(-1)] * 2)[:recv.size]
+        return transports.DONE
 
-    def Reduce_scatter(self, send, recv, counts, op):
-        self.log.append(("Reduce_scatter", type(recv).__name__, counts, op))
+    def Ireduce_scatter(self, send, recv, counts, op):
+        self.log.append(("Ireduce_scatter", type(recv).__name__, counts, op))
         recv.reshape(-1)[:] = 2 * send.reshape(-1)[:recv.size]
+        return transports.DONE
 
-    def Bcast(self, buf, root=0):
-        self.log.append(("Bcast", type(buf).__name__, root))
+    def Ibcast(self, buf, root=0):
+        self.log.append(("Ibcast", type(buf).__name__, root))
+        return transports.DONE
 
 
 @pytest.mark.parametrize("call", ["allreduce", "allreduce_in_place", "allgatherv",
@@ -99,9 +104,9 @@ def test_mpi_transport_waits_for_the_stream_before_each_call_on_device_memory(
             transport.reduce_scatter(send, recv[:2], [2, 2], "sum")
         else:
             transport.bcast(send, 1)
-        mpi_call = {"allreduce": "Allreduce", "allreduce_in_place": "Allreduce",
-                    "allgatherv": "Allgatherv", "reduce_scatter": "Reduce_scatter",
-                    "bcast": "Bcast"}[call]
+        mpi_call = {"allreduce": "Iallreduce", "allreduce_in_place": "Iallreduce",
+                    "allgatherv": "Iallgatherv", "reduce_scatter": "Ireduce_scatter",
+                    "bcast": "Ibcast"}[call]
         assert [e if isinstance(e, str) else e[0] for e in log] == (
             ["stream.synchronize", mpi_call] if on_gpu else [mpi_call])  # the wait comes first
 
@@ -128,14 +133,14 @@ def test_host_copy_transport_stages_through_host_memory(fake_cupy_module):
     send = FakeGpuBuffer(np.arange(4.0), log)
     recv = FakeGpuBuffer(np.zeros(4), log)
     transport.allreduce(send, recv, "sum")
-    assert log == ["get", ("Allreduce", "ndarray", "SUM"), "set"]  # MPI saw host memory only
+    assert log == ["get", ("Iallreduce", "ndarray", "SUM"), "set"]  # MPI saw host memory only
     assert recv.host.tolist() == [0.0, 2.0, 4.0, 6.0]
     log.clear()
     transport.reduce_scatter(send, FakeGpuBuffer(np.zeros(2), log), [2, 2], "max")
     transport.allgatherv(FakeGpuBuffer(np.ones(2), log), FakeGpuBuffer(np.zeros(4), log), [2, 2])
     transport.bcast(send, 1)
     assert [e if isinstance(e, str) else e[0] for e in log] == [
-        "get", "Reduce_scatter", "set", "get", "Allgatherv", "set", "get", "Bcast", "set"]
+        "get", "Ireduce_scatter", "set", "get", "Iallgatherv", "set", "get", "Ibcast", "set"]
 
 
 class FakeNccl(types.ModuleType):
