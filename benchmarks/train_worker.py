@@ -148,7 +148,8 @@ def run_torch(args, recorder: Recorder, samples, batch) -> dict:
         order, correct = np.arange(len(labels)), 0
         for start in range(0, len(order), batch):
             idx = order[start:start + batch]
-            x, y = torch.from_numpy(images[idx]), torch.from_numpy(labels[idx])
+            # copied into the framework, as train_pixel's minigt.tensor(...) copies them
+            x, y = torch.tensor(images[idx]), torch.tensor(labels[idx])
             logits = model(x)
             loss = F.mse_loss(logits, F.one_hot(y, 10).to(logits.dtype))
             optimizer.zero_grad()
