@@ -16,7 +16,7 @@ import weakref
 import numpy as np
 
 from .backends import ARRAY_TYPES, array_module, ensure_array
-from .tensor import Tensor, _unwrap
+from .tensor import Tensor, _unwrap, not_a_tensor
 
 _grad_enabled = True
 # Where minigt.distributed plugs in (the engine itself never imports it): it fills
@@ -108,24 +108,31 @@ class Function:
         # One function, one or two inputs unpacked by hand, no **{}: this runs once per op, and
         # another call or a comprehension here costs about as much as a small op's arithmetic.
         fn = cls()
-        if len(inputs) == 1:
-            (x,) = inputs
-            if x.placement is not None and not _local:
-                return sharded_dispatch(cls, inputs, params)
-            out = fn.forward(x.data, **params) if params else fn.forward(x.data)
-            needs, versions = (x.requires_grad,), (x._version[0],)
-        elif len(inputs) == 2:
-            a, b = inputs
-            if (a.placement is not None or b.placement is not None) and not _local:
-                return sharded_dispatch(cls, inputs, params)
-            out = fn.forward(a.data, b.data, **params) if params else fn.forward(a.data, b.data)
-            needs, versions = (a.requires_grad, b.requires_grad), (a._version[0], b._version[0])
-        else:
-            if not _local and any(t.placement is not None for t in inputs):
-                return sharded_dispatch(cls, inputs, params)
-            out = fn.forward(*[t.data for t in inputs], **params)
-            needs = tuple([t.requires_grad for t in inputs])
-            versions = tuple([t._version[0] for t in inputs])
+        try:  # free unless raised: a non-tensor input fails at .placement or .data
+            if len(inputs) == 1:
+                (x,) = inputs
+                if x.placement is not None and not _local:
+                    return sharded_dispatch(cls, inputs, params)
+                out = fn.forward(x.data, **params) if params else fn.forward(x.data)
+                needs, versions = (x.requires_grad,), (x._version[0],)
+            elif len(inputs) == 2:
+                a, b = inputs
+                if (a.placement is not None or b.placement is not None) and not _local:
+                    return sharded_dispatch(cls, inputs, params)
+                out = fn.forward(a.data, b.data, **params) if params else fn.forward(a.data, b.data)
+                needs, versions = (a.requires_grad, b.requires_grad), (a._version[0], b._version[0])
+            else:
+                if not _local and any(t.placement is not None for t in inputs):
+                    return sharded_dispatch(cls, inputs, params)
+                out = fn.forward(*[t.data for t in inputs], **params)
+                needs = tuple([t.requires_grad for t in inputs])
+                versions = tuple([t._version[0] for t in inputs])
+        except AttributeError:
+            stranger = next((t for t in inputs if not isinstance(t, Tensor)), None)
+            if stranger is None:
+                raise
+            raise not_a_tensor(stranger, f"{cls.__name__}: inputs must be minigt Tensors, got") \
+                from None
         if not isinstance(out, ARRAY_TYPES):
             out = ensure_array(out)
         # an integer (or bool) result has no gradient

@@ -358,3 +358,13 @@ def test_mixing_devices_is_refused(call, op):
     with raises(RuntimeError, "different devices"):
         call(gpu, cpu)
     assert np.asarray(cpu).tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("call", [lambda: gt.nn.LayerNorm(3)(np.ones((2, 3))),
+                                  lambda: gt.exp(np.ones(2)),
+                                  lambda: gt.nn.GELU()([1.0, 2.0])],
+                         ids=["layer_norm-numpy", "exp-numpy", "gelu-list"])
+def test_any_op_given_a_non_tensor_says_what_it_got_and_how_to_wrap_it(call):
+    with pytest.raises(TypeError, match=r"inputs must be minigt Tensors, got a (numpy\.ndarray|list)"
+                                        r".*minigt\.tensor"):
+        call()
