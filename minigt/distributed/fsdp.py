@@ -29,7 +29,7 @@ from ..backends import array_module
 from ..nn import Module
 from ..nn.parameter import Parameter
 from ..tensor import Tensor
-from . import collectives
+from . import collectives, gradsync
 from .dtensor import DTensor, GatherShards, group, local_range, standard_sizes
 from .placement import Replicate, Shard, shard_range
 
@@ -171,33 +171,57 @@ class _Unit:
         return wholes
 
     def collect(self, rows: Tensor, share) -> None:
-        """Take this rank's share of the gradient of `rows`' whole parameter (see flush)."""
+        """Take this rank's share of the gradient of `rows`' whole parameter (see flush): an
+        array, or the rows it is made of (gradsync.Factors, from a Linear)."""
         if not self.shares:
             pending.append(self)
-        mine = self.shares.get(id(rows))
-        self.shares[id(rows)] = share if mine is None else mine + share
+        self.shares.setdefault(id(rows), []).append(share)
 
     def flush(self) -> None:
-        """Sum the collected shares over the data group in one reduce-scatter, packed as in
-        `gather`, and add each parameter's rows of the sum to its gradient."""
+        """Sum the collected shares over the data group and add each parameter's rows of the
+        sum to its gradient. Parameters whose shares all came as factors, if gathering their
+        rows pays (gradsync's test), get their rows of gᵀx computed from all ranks' rows; the
+        rest go in one reduce-scatter, packed as in `gather`."""
         if not self.shares:
             return
-        rows, per_row, counts = self._layout()
-        shares = [self.shares.get(id(r)) for r in rows]
+        taken = [(r, self.shares[id(r)]) for _, _, r in self.owned if id(r) in self.shares]
         self.shares = {}
-        taken = [(r, n, s) for r, n, s in zip(rows, per_row, shares) if s is not None]
-        xp = array_module(taken[0][2])
-        counts = [sum(r.sizes[k] * n for r, n, _ in taken) for k in range(group().size)]
-        flat = xp.empty(sum(counts), taken[0][2].dtype)
+        factored = [(r, s) for r, s in taken if all(isinstance(f, gradsync.Factors) for f in s)]
+        if factored and gradsync.gathering_pays([f for _, s in factored for f in s],
+                                                sum(math.prod(r.shape) for r, _ in factored)):
+            self._sum_by_gathering(factored)
+            taken = [(r, s) for r, s in taken if not any(r is f for f, _ in factored)]
+        if taken:
+            self._reduce_scatter([(r, sum(f.product() if isinstance(f, gradsync.Factors) else f
+                                          for f in s)) for r, s in taken])
+
+    @staticmethod
+    def _sum_by_gathering(factored: list) -> None:
+        """Each parameter's rows of gᵀx (or Σ g, a bias) from every rank's rows of g and x."""
+        gathered = gradsync.gather_rows([shares for _, shares in factored], group())
+        for (rows, _), (left, right) in zip(factored, gathered):
+            start, stop = local_range(rows.sizes)
+            mine = left[:, start:stop]
+            part = mine.sum(axis=0) if right is None else mine.T @ right
+            accumulate_into(rows, part, owned=True)
+
+    @staticmethod
+    def _reduce_scatter(taken: list) -> None:
+        """[(rows, whole share)]: the shares summed in one reduce-scatter, each rank its rows."""
+        per_row = [math.prod(r.shape[1:]) for r, _ in taken]
+        xp = array_module(taken[0][1])
+        counts = [sum(r.sizes[k] * n for (r, _), n in zip(taken, per_row))
+                  for k in range(group().size)]
+        flat = xp.empty(sum(counts), taken[0][1].dtype)
         at = 0
         for k in range(group().size):
-            for r, n, share in taken:
+            for (r, share), n in zip(taken, per_row):
                 start, stop = shard_range(r.sizes, k)
                 flat[at:at + (stop - start) * n] = share[start:stop].reshape(-1)
                 at += (stop - start) * n
         mine = collectives.reduce_scatter(flat, 0, counts, group=group())
         at = 0
-        for r, _, _ in taken:
+        for r, _ in taken:
             accumulate_into(r, mine[at:at + r.data.size].reshape(r.data.shape), owned=True)
             at += r.data.size
 

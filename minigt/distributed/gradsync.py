@@ -60,6 +60,40 @@ def gathering_pays(shares: list, size: int) -> bool:
         sum(s.gathered() for s in shares) * GATHER_SAVING <= size
 
 
+def gather_rows(groups: list, group, extra=None) -> list:
+    """For each group of Factors shares (of one gradient), every rank's rows of left and of
+    right (None for a bias), joined in rank order (for data sharded along dim 0, the order of a
+    single process): one all-gather for all of them."""
+    order = [f for shares in groups for f in shares]
+    ranks = range(group.size)
+    counts = [sum(f.counts[r] * f.width for f in order) for r in ranks]
+    xp = array_module(order[0].left)
+    flat = xp.empty(sum(counts), order[0].dtype)
+    at = sum(counts[:group.rank])
+    for f in order:
+        for piece in f.pieces():
+            flat[at:at + piece.size] = piece.reshape(-1)
+            at += piece.size
+    collectives.all_gather_in_place(flat, counts, group=group, extra=extra)
+    rows = [([], []) for _ in order]  # per share: every rank's left rows, right rows
+    at = 0
+    for r in ranks:
+        for f, mine in zip(order, rows):
+            for piece, joined in zip(f.pieces(), mine):
+                n = f.counts[r] * piece.shape[1]
+                joined.append(flat[at:at + n].reshape(-1, piece.shape[1]))
+                at += n
+    out, first = [], 0
+    for shares in groups:  # a gradient's shares (a parameter used twice) are more rows
+        mine = rows[first:first + len(shares)]
+        first += len(shares)
+        left = xp.concatenate([part for m in mine for part in m[0]])
+        right = None if shares[0].right is None else xp.concatenate(
+            [part for m in mine for part in m[1]])
+        out.append((left, right))
+    return out
+
+
 class Bucket:
     """A flat buffer holding the gradients of some parameters, one slot each, back to back.
 
@@ -157,32 +191,14 @@ class Bucket:
 
     def _sum_by_gathering(self) -> None:
         """All ranks' factor rows into every rank (one all-gather), then each slot's whole
-        gradient computed from them alike on every rank (rows in rank order: for data sharded
-        along dim 0, the order of a single process)."""
-        order = [(slot, f) for slot in sorted(self.factors) for f in self.factors[slot]]
-        ranks = range(self.group.size)
-        counts = [sum(f.counts[r] * f.width for _, f in order) for r in ranks]
-        flat = self.xp.empty(sum(counts), self.flat.dtype)
-        at = sum(counts[:self.group.rank])
-        for _, f in order:
-            for piece in f.pieces():
-                flat[at:at + piece.size] = piece.reshape(-1)
-                at += piece.size
+        gradient computed from them alike on every rank."""
+        slots = sorted(self.factors)
         extra = checks.bucket_signature(self.prints, self.filled)
-        collectives.all_gather_in_place(flat, counts, group=self.group, extra=extra)
-        rows = {}  # (slot, piece index) -> every rank's rows of that piece
-        at = 0
-        for r in ranks:
-            for slot, f in order:
-                for i, piece in enumerate(f.pieces()):
-                    n = f.counts[r] * piece.shape[1]
-                    rows.setdefault((slot, i), []).append(flat[at:at + n].reshape(-1, piece.shape[1]))
-                    at += n
-        for slot in sorted(self.factors):
-            left = self.xp.concatenate(rows[slot, 0])
+        gathered = gather_rows([self.factors[slot] for slot in slots], self.group, extra)
+        for slot, (left, right) in zip(slots, gathered):
             view = self.view(self.target, slot)
-            if (slot, 1) in rows:
-                self.xp.matmul(left.T, self.xp.concatenate(rows[slot, 1]), out=view)
+            if right is not None:
+                self.xp.matmul(left.T, right, out=view)
             else:
                 left.sum(axis=0, out=view)
         self.factors.clear()

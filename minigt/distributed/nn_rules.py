@@ -25,7 +25,7 @@ from . import collectives, gradsync
 from .dispatch import (
     contract_sharded, no_rule, run_local, settle_partials, sharding_rule, slice_replicated,
 )
-from .dtensor import DTensor, group, placement_of, use_replicated
+from .dtensor import DTensor, GatherShards, group, placement_of, use_replicated
 from .placement import Partial, Replicate, Shard
 
 
@@ -44,15 +44,30 @@ class DataParallelLinear(LinearFn):
         gx = (g @ self.weight).reshape(self.x_shape) if needs[0] else None
         g = g.copy()  # kept until the bucket is summed; backward may reuse its own buffers
         if needs[1]:
-            gradsync.defer(self.inputs[1], gradsync.Factors(g, self.rows, self.counts))
+            _hand_over(self.inputs[1], gradsync.Factors(g, self.rows, self.counts))
         if len(needs) == 3 and needs[2]:
-            gradsync.defer(self.inputs[2], gradsync.Factors(g, None, self.counts))
+            _hand_over(self.inputs[2], gradsync.Factors(g, None, self.counts))
         return (gx,) + (None,) * (len(needs) - 1)
 
 
+def _hand_over(t: Tensor, share) -> None:
+    """A gradient share to whoever sums it: gradsync for a parameter, the fully sharded unit
+    that gathered a borrowed one."""
+    if t.grad_fn is None:
+        gradsync.defer(t, share)
+    else:
+        t.grad_fn.collect(share)
+
+
 def _parameter(t: Tensor) -> bool:
-    """A replicated leaf that wants a gradient: gradsync sums its shares."""
-    return t.requires_grad and t.grad_fn is None and not isinstance(t, DTensor)
+    """A replicated leaf that wants a gradient (gradsync sums its shares), or a fully sharded
+    parameter's whole value borrowed by its unit (which sums them: fsdp.py)."""
+    if not t.requires_grad:
+        return False
+    if t.grad_fn is None:
+        return not isinstance(t, DTensor)
+    return placement_of(t).is_replicate() and isinstance(t.grad_fn, GatherShards) and \
+        t.grad_fn.collect is not None
 
 
 @sharding_rule(LinearFn)

@@ -110,3 +110,27 @@ def test_checkpoints_are_whole_and_load_into_an_unsharded_model_and_back():
                                         model.state_dict().values()):
         np.testing.assert_allclose(got.numpy(), want.numpy(), **TOL, err_msg=name)
         np.testing.assert_allclose(first.numpy(), want.numpy(), **TOL, err_msg=name)
+
+
+@pytest.mark.parametrize("rows, gathers", [(2, True), (40, False)])
+def test_a_wide_linear_unit_gathers_the_rows_of_its_gradient_when_they_are_few(
+        rows, gathers, monkeypatch):
+    """dW = gᵀx: with few rows every rank gathers all ranks' rows of g and x and computes its own
+    rows of dW, instead of reduce-scattering a whole out × in share; the same steps either way."""
+    def wide(seed=0):
+        minigt.manual_seed(seed)
+        return nn.Sequential(nn.Linear(30, 20), nn.GELU(), nn.Linear(20, 2)).to(dtype=np.float64)
+
+    reference, model = wide(), wide()
+    dist.fully_shard(model)
+    x = minigt.tensor(global_array((rows, 30), 300))
+    F.mse_loss(reference(x), minigt.zeros(rows, 2, dtype=minigt.float64)).backward()
+    scatters = count_calls(monkeypatch, collectives, "reduce_scatter")
+    loss = F.mse_loss(model(dist.shard(x, 0)), dist.shard(minigt.zeros(rows, 2, dtype=minigt.float64), 0))
+    loss.backward()
+    if SIZE > 1:
+        assert (scatters == []) == gathers
+    for (name, want), got in zip(reference.named_parameters(), model.parameters()):
+        np.testing.assert_allclose(got.full_value().numpy(), want.numpy(), **TOL, err_msg=name)
+        np.testing.assert_allclose(got.full_value(got.grad).numpy(), want.grad.numpy(), **TOL,
+                                   err_msg=name)
