@@ -5,7 +5,7 @@
 >>> loss = nn.functional.cross_entropy(model(x), labels)
 """
 from . import functional, init, utils
-from .activation import GELU, Dropout, ReLU
+from .activation import GELU, Dropout, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .attention import MultiheadAttention
 from .containers import ModuleList, Sequential
 from .linear import Embedding, Linear
@@ -17,7 +17,7 @@ from .transformer import TransformerEncoderLayer
 
 __all__ = [
     "Module", "Parameter", "ModuleList", "Sequential", "Linear", "Embedding", "LayerNorm",
-    "ReLU", "GELU", "Dropout", "MultiheadAttention", "TransformerEncoderLayer",
+    "ReLU", "GELU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax", "Dropout", "MultiheadAttention", "TransformerEncoderLayer",
     "CrossEntropyLoss", "MSELoss", "BCELoss", "BCEWithLogitsLoss",
     "functional", "init", "utils",
 ]

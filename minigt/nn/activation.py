@@ -1,4 +1,5 @@
-"""Activation layers (ReLU, GELU) and Dropout: thin Modules over minigt.nn.functional."""
+"""Activation layers (ReLU, GELU, Tanh, Sigmoid, Softmax, LogSoftmax) and Dropout: thin Modules
+over minigt.nn.functional."""
 from __future__ import annotations
 
 from ..tensor import Tensor
@@ -27,6 +28,50 @@ class GELU(Module):
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
+
+
+class Tanh(Module):
+    """tanh(x)"""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.tanh(x)
+
+
+class Sigmoid(Module):
+    """1 / (1 + e^-x)"""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.sigmoid(x)
+
+
+class Softmax(Module):
+    """e^x / Σ e^x along `dim`."""
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softmax(x, _dim_or_last(self, x))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Softmax):
+    """x - log Σ e^x along `dim`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.log_softmax(x, _dim_or_last(self, x))
+
+
+def _dim_or_last(layer: Softmax, x: Tensor) -> int:
+    """PyTorch's dim=None picks dim 0 for 0-, 1- and 3-d inputs, else 1 (with a warning): a
+    guess that differs by rank, so minigt asks for the dim instead."""
+    if layer.dim is None:
+        raise TypeError(f"{type(layer).__name__}: give the dim to normalise over, e.g. "
+                        f"{type(layer).__name__}(dim=-1) (input of shape {x.shape})")
+    return layer.dim
 
 
 class Dropout(Module):

@@ -60,11 +60,21 @@ def test_layer_norm(dtype, normalized_shape, affine, bias, device):
     (nn.ReLU(), torch.nn.ReLU()),
     (nn.GELU(), torch.nn.GELU()),
     (nn.GELU(approximate="tanh"), torch.nn.GELU(approximate="tanh")),
-], ids=["relu", "gelu", "gelu_tanh"])
+    (nn.Tanh(), torch.nn.Tanh()),
+    (nn.Sigmoid(), torch.nn.Sigmoid()),
+    (nn.Softmax(dim=1), torch.nn.Softmax(dim=1)),
+    (nn.LogSoftmax(dim=-1), torch.nn.LogSoftmax(dim=-1)),
+], ids=["relu", "gelu", "gelu_tanh", "tanh", "sigmoid", "softmax", "log_softmax"])
 def test_activations(dtype, layers, device):
     x = randn(3, 7)
     x[np.abs(x) < 1e-3] = 0.5  # keep away from relu's kink
     compare(*layers, [x], dtype, device=device)
+
+
+def test_softmax_layers_ask_for_their_dim():
+    with pytest.raises(TypeError, match=r"Softmax\(dim=-1\)"):
+        nn.Softmax()(minigt.randn(2, 3))
+    assert repr(nn.LogSoftmax(dim=1)) == "LogSoftmax(dim=1)"
 
 
 def test_dropout_is_identity_in_eval_mode(device):

@@ -4,7 +4,7 @@ Most are compositions of core ops (so the core gradient checks cover them). `FUS
 written as their own `Function`, for speed or for a stable gradient; the property suite must hold
 a gradient spec for each.
 """
-from ...ops import gelu, log_softmax, relu, softmax
+from ...ops import gelu, log_softmax, relu, sigmoid, softmax, tanh
 from .activations import dropout
 from .attention import scaled_dot_product_attention
 from .binary_losses import binary_cross_entropy, binary_cross_entropy_with_logits, logsigmoid
@@ -15,7 +15,8 @@ from .normalization import layer_norm
 FUSED = ("linear", "layer_norm", "cross_entropy", "logsigmoid", "binary_cross_entropy")
 
 __all__ = [
-    "linear", "embedding", "one_hot", "relu", "gelu", "softmax", "log_softmax", "dropout",
+    "linear", "embedding", "one_hot", "relu", "gelu", "tanh", "sigmoid", "softmax", "log_softmax",
+    "dropout",
     "layer_norm", "scaled_dot_product_attention", "cross_entropy", "mse_loss", "logsigmoid",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "FUSED",
 ]
