@@ -205,3 +205,20 @@ def test_linear_weight_gradients_are_summed_by_gathering_rows_when_they_are_few(
     for got, want in zip(layers, reference):
         for p, q in zip(got.parameters(), want.parameters()):
             np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_linear_weight_also_used_elsewhere_gets_its_rows_multiplied_out():
+    """Tied weights: one share comes as rows (the Linear), one dense (the matmul); the bucket
+    multiplies the rows out and sums both in one all-reduce."""
+    def loss_of(layer, x):
+        return (layer(x) ** 2).sum() + (x @ layer.weight.T).sum()
+
+    x = global_array((2, 60), 90).astype(np.float32)
+    minigt.manual_seed(91)
+    reference = minigt.nn.Linear(60, 50)
+    loss_of(reference, minigt.tensor(x)).backward()
+    minigt.manual_seed(91)
+    layer = minigt.nn.Linear(60, 50)
+    loss_of(layer, dist.shard(minigt.tensor(x), 0)).backward()
+    for p, q in zip(layer.parameters(), reference.parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-5, atol=1e-5)
