@@ -37,10 +37,16 @@ def erf(x: np.ndarray) -> np.ndarray:
 
 def _clenshaw(coefficients, u):
     """Σ c_k T_k(u) for u in [-1, 1], by Clenshaw's recurrence."""
+    # NumPy's functions and ufuncs hand CuPy arrays to CuPy
     latest, later = np.full_like(u, coefficients[-1]), np.zeros_like(u)  # b_n = c_n, b_(n+1) = 0
-    twice_u = 2 * u
+    twice_u, spare = 2 * u, np.empty_like(u)
+    # b_k = c_k + 2u b_(k+1) - b_(k+2), in three buffers reused in turn: a fresh array per
+    # step of a large input is a fresh memory mapping, page faults and all
     for c in coefficients[-2:0:-1]:
-        latest, later = c + twice_u * latest - later, latest
+        np.multiply(twice_u, latest, out=spare)
+        np.add(c, spare, out=spare)
+        np.subtract(spare, later, out=spare)
+        latest, later, spare = spare, latest, later
     return coefficients[0] + u * latest - later
 
 
