@@ -248,7 +248,7 @@ def where(condition, a, b) -> Tensor:
     if not isinstance(like, Tensor):
         raise TypeError("where: give at least one tensor")
     if not isinstance(a, Tensor):
-        a = as_tensor_like(a, like if like.dtype.kind == "f" else b, "where")
+        a = as_tensor_like(a, like, "where")  # two numbers take their dtype from the condition
     if not isinstance(b, Tensor):
         b = as_tensor_like(b, a, "where")
     if not isinstance(condition, Tensor) or condition.dtype.kind != "b":

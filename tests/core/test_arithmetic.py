@@ -237,3 +237,14 @@ def test_in_place_update_of_a_parameter_under_no_grad():
         w -= 0.5 * w.grad
     assert w.tolist() == [0.0, 0.0]
     assert w.requires_grad and w.is_leaf and w.grad_fn is None
+
+
+@pytest.mark.parametrize(
+    "a, b, dtype, expected",
+    [(1.0, 0.0, np.float32, [1.0, 0.0, 1.0]), (1, 0, np.int64, [1, 0, 1]), (2, 0.5, np.float32, [2.0, 0.5, 2.0])],
+    ids=["floats", "ints", "int and float"],
+)
+def test_where_with_two_numbers_takes_dtypes_as_pytorch(a, b, dtype, expected):
+    out = gt.where(gt.tensor([True, False, True]), a, b)
+    assert out.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(out.numpy(), expected)
