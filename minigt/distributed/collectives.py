@@ -16,7 +16,7 @@ import numpy as np
 
 from ..backends import array_module
 from . import checks, trace, transports, waiting, world
-from .placement import shard_range, shard_sizes
+from .placement import shard_sizes
 from .transports import select_transport
 from .world import Group
 
@@ -103,11 +103,9 @@ def all_gather_in_place(array, counts: Sequence[int], *, group: Group | None = N
         return
     checks.check(g, "all_gather", f"in place, counts {tuple(counts)}", array.shape, array.dtype,
                  extra)
-    start, stop = shard_range(counts, g.rank)
-    part = array[start:stop].copy()  # 1/N of it: one call for every transport (NCCL's in-place
-    transport = select_transport(array, g)  # form wants equal parts)
+    transport = select_transport(array, g)
     with _span("all_gather", g, transport, bytes=array.nbytes):
-        transport.allgatherv(part, array, list(counts))
+        transport.allgatherv(None, array, list(counts))  # None: this rank's part is in place
 
 
 def all_gather(array, dim: int = 0, sizes: Sequence[int] | None = None, *,

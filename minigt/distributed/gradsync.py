@@ -121,6 +121,7 @@ class Bucket:
             self.counts = shard_sizes(self.flat.size, self.group.size)
             self.part = slice(*shard_range(self.counts, self.group.rank))
             self.grad_part = None  # the summed gradient of this rank's part
+            self.spare = None      # a buffer for the next sum of it (`_part_buffer`)
 
     def params(self) -> list:
         """The parameters of the slots, in order."""
@@ -174,7 +175,7 @@ class Bucket:
         self.factors.clear()
         extra = checks.bucket_signature(self.prints, self.filled)
         if self.scatter:
-            self.received = self.xp.empty(self.counts[self.group.rank], self.flat.dtype)
+            self.received = self._part_buffer()
             self.request = collectives.start_reduce_scatter(
                 self.target, self.received, self.counts, group=self.group, extra=extra)
         else:
@@ -184,25 +185,48 @@ class Bucket:
     def _gathering_pays(self) -> bool:
         """Only factors reached this bucket, and all ranks' rows are few enough numbers. Every
         rank decides alike: the counts are global."""
-        if self.scatter or not self.factors or self.written:
+        if not self.factors or self.written:
             return False
         return gathering_pays([f for shares in self.factors.values() for f in shares],
                               self.flat.size)
 
+    def _part_buffer(self):
+        """Where a scattered sum goes: the last one's buffer once `grad_part` no longer holds
+        it (the optimizer has stepped and zero_grad let it go), else a new one."""
+        if self.spare is None or self.grad_part is self.spare:
+            self.spare = self.xp.empty(self.counts[self.group.rank], self.flat.dtype)
+        return self.spare
+
     def _sum_by_gathering(self) -> None:
         """All ranks' factor rows into every rank (one all-gather), then each slot's whole
-        gradient computed from them alike on every rank."""
+        gradient computed from them alike on every rank; scattered, only this rank's part of
+        the buffer (1/N of the products)."""
         slots = sorted(self.factors)
         extra = checks.bucket_signature(self.prints, self.filled)
         gathered = gather_rows([self.factors[slot] for slot in slots], self.group, extra)
+        self.factors.clear()
+        self.request = transports.DONE
+        if self.scatter:
+            self.received = self._part_buffer()
+            rows = dict(zip(slots, gathered))
+            for slot in range(len(self.leaves)):
+                lo = max(self.starts[slot], self.part.start)
+                hi = min(self.starts[slot + 1], self.part.stop)
+                if lo >= hi:
+                    continue
+                into = self.received[lo - self.part.start:hi - self.part.start]
+                if slot in rows:
+                    start = self.starts[slot]
+                    product_range(*rows[slot], lo - start, hi - start, into)
+                else:
+                    into[...] = 0  # no share reached it
+            return
         for slot, (left, right) in zip(slots, gathered):
             view = self.view(self.target, slot)
             if right is not None:
                 self.xp.matmul(left.T, right, out=view)
             else:
                 left.sum(axis=0, out=view)
-        self.factors.clear()
-        self.request = transports.DONE
 
     def finish(self) -> None:
         """Wait for the sum, then hand each parameter that got a share its slot (or, scattered,
@@ -223,6 +247,26 @@ class Bucket:
         self.filled.clear()
         self.written.clear()
         self.request = None
+
+
+def product_range(left, right, lo: int, hi: int, out) -> None:
+    """Elements lo..hi-1 of leftᵀ right flattened (of Σ_rows left when right is None) into
+    `out`: whole rows of the product straight into place, a part-row at either end apart."""
+    if right is None:
+        left[:, lo:hi].sum(axis=0, out=out)
+        return
+    width = right.shape[1]
+    first, last = -(-lo // width), hi // width  # the whole rows inside lo..hi
+    if first > last:  # lo and hi inside one row
+        out[...] = (left[:, last] @ right)[lo - last * width:hi - last * width]
+        return
+    if first < last:
+        whole = out[first * width - lo:last * width - lo].reshape(last - first, width)
+        array_module(left).matmul(left[:, first:last].T, right, out=whole)
+    if lo < first * width:
+        out[:first * width - lo] = (left[:, first - 1] @ right)[lo - (first - 1) * width:]
+    if last * width < hi:
+        out[last * width - lo:] = (left[:, last] @ right)[:hi - last * width]
 
 
 _buckets: list = []

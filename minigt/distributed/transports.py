@@ -15,6 +15,7 @@ import numpy as np
 
 from ..backends import array_module, cuda_available, gpu_count
 from . import waiting, world
+from .placement import shard_range
 from .world import Group
 
 SETTINGS = ("auto", "nccl", "mpi", "host")
@@ -200,8 +201,12 @@ class MPITransport:
         return self.comm.Ireduce_scatter(send, recv, counts, op=_mpi_op(op))
 
     def allgatherv(self, send, recv, counts: list[int]) -> None:
+        """Every rank's `send` into `recv`, back to back; send None: this rank's part is in
+        `recv` already (in place, as with every allgatherv here)."""
         self._ready()
-        waiting.wait(self.comm.Iallgatherv(send, [recv, counts]))  # parts back to back
+        from mpi4py import MPI
+
+        waiting.wait(self.comm.Iallgatherv(MPI.IN_PLACE if send is None else send, [recv, counts]))
 
     def reduce_scatter(self, send, recv, counts: list[int], op: str) -> None:
         self._ready()
@@ -232,6 +237,11 @@ class HostCopyTransport:
         return DONE
 
     def allgatherv(self, send, recv, counts: list[int]) -> None:
+        if send is None:  # in place: this rank's part travels in recv
+            host = recv.get()
+            self.mpi.allgatherv(None, host, counts)
+            recv.set(host)
+            return
         self._staged(self.mpi.allgatherv, send, recv, counts)
 
     def reduce_scatter(self, send, recv, counts: list[int], op: str) -> None:
@@ -288,6 +298,8 @@ class NCCLTransport:
 
     def allgatherv(self, send, recv, counts: list[int]) -> None:
         nccl, comm = self._nccl()
+        if send is None:  # in place: NCCL's form reads this rank's slot of recv
+            send = recv[slice(*shard_range(counts, self.comm.Get_rank()))]
         dtype, stream = _dtype(nccl, send), _stream()
         if len(set(counts)) == 1:
             comm.allGather(send.data.ptr, recv.data.ptr, send.size, dtype, stream)

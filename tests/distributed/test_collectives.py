@@ -238,8 +238,11 @@ def test_host_copy_transport():
     assert_matches(out.array, full.max(axis=0))
     out = DeviceLike(np.empty(n))
     host.allgatherv(DeviceLike(full[RANK, start:start + counts[RANK]]), out, counts)
-    assert_matches(out.array, np.concatenate([full[r, sum(counts[:r]):][:counts[r]]
-                                              for r in range(SIZE)]))
+    gathered = np.concatenate([full[r, sum(counts[:r]):][:counts[r]] for r in range(SIZE)])
+    assert_matches(out.array, gathered)
+    out = DeviceLike(full[RANK].copy())  # in place: this rank's part is in its slot already
+    host.allgatherv(None, out, counts)
+    assert_matches(out.array, gathered)
     out = DeviceLike(np.empty(counts[RANK]))
     host.reduce_scatter(DeviceLike(full[RANK]), out, counts, "sum")
     assert_matches(out.array, full.sum(axis=0)[start:start + counts[RANK]])

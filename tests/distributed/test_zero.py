@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import SIZE, TOL, gather_objects, global_array, mlp_loss, mlp_params
+from helpers import SIZE, TOL, count_calls, gather_objects, global_array, mlp_loss, mlp_params
 
 import minigt
 import minigt.distributed as dist
+from minigt import nn
+from minigt.distributed import collectives, gradsync
 
 OPTIMIZERS = {
     "sgd_momentum": (minigt.optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
@@ -111,4 +113,30 @@ def test_checkpoints_are_the_unsharded_format_both_ways(name):
     train(resumed, resumed_opt, batches(4)[2:], sharded=True)
     train(reference, ref_opt, batches(4)[2:], sharded=False)
     for got, want in zip(resumed, reference):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), **TOL)
+
+
+def test_linear_layers_fed_few_rows_send_rows_and_each_rank_computes_its_part(monkeypatch):
+    # 4 rows of 40 + 30 numbers against 1,200 weights: the rows are gathered, and each rank
+    # multiplies out only its part of the buffer (parts end mid-row at 2, 3 and 4 ranks)
+    def model():
+        minigt.manual_seed(86)
+        return nn.Sequential(nn.Linear(40, 30), nn.Tanh(), nn.Linear(30, 2)).to(minigt.float64)
+
+    data = [(global_array((4, 40), 87 + i), global_array((4, 2), 89 + i)) for i in range(2)]
+    reference, sharded = model(), model()
+    ref_opt = minigt.optim.Adam(reference.parameters(), lr=0.01)
+    opt = dist.ShardedOptimizer(sharded.parameters(), minigt.optim.Adam, lr=0.01)
+    parts = count_calls(monkeypatch, gradsync, "product_range")
+    scatters = count_calls(monkeypatch, collectives, "start_reduce_scatter")
+    for x, y in data:
+        for net, o, shard in ((reference, ref_opt, False), (sharded, opt, True)):
+            x_, y_ = minigt.tensor(x), minigt.tensor(y)
+            if shard:
+                x_, y_ = dist.shard(x_, 0), dist.shard(y_, 0)
+            o.zero_grad()
+            ((net(x_) - y_) ** 2).mean().backward()
+            o.step()
+    assert parts and not scatters
+    for got, want in zip(sharded.parameters(), reference.parameters()):
         np.testing.assert_allclose(got.numpy(), want.numpy(), **TOL)

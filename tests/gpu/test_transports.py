@@ -72,6 +72,8 @@ class RecordingComm:
     def Iallgatherv(self, send, spec):
         recv, counts = spec
         self.log.append(("Iallgatherv", type(recv).__name__, counts))
+        if isinstance(send, str):  # in place: this rank (0)'s part is at the start of recv
+            send = recv.reshape(-1)[:counts[0]].copy()
         recv.reshape(-1)[:] = np.concatenate([send.reshape(-1)] * 2)[:recv.size]
         return transports.DONE
 
@@ -139,8 +141,10 @@ def test_host_copy_transport_stages_through_host_memory(fake_cupy_module):
     transport.reduce_scatter(send, FakeGpuBuffer(np.zeros(2), log), [2, 2], "max")
     transport.allgatherv(FakeGpuBuffer(np.ones(2), log), FakeGpuBuffer(np.zeros(4), log), [2, 2])
     transport.bcast(send, 1)
+    transport.allgatherv(None, FakeGpuBuffer(np.zeros(4), log), [2, 2])  # in place
     assert [e if isinstance(e, str) else e[0] for e in log] == [
-        "get", "Ireduce_scatter", "set", "get", "Iallgatherv", "set", "get", "Ibcast", "set"]
+        "get", "Ireduce_scatter", "set", "get", "Iallgatherv", "set", "get", "Ibcast", "set",
+        "get", "Iallgatherv", "set"]
 
 
 class FakeNccl(types.ModuleType):
