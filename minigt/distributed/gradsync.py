@@ -10,8 +10,9 @@ rest. Every rank runs the same graph, so buckets fill alike and their elements l
 
 A share may come as `Factors` instead, the rows whose product it is (a linear layer's weight
 gradient is gᵀx over this rank's rows): when the rows of all ranks are far fewer numbers than
-the product, a bucket made only of such shares gathers the rows and every rank computes the
-whole sum itself; otherwise it multiplies them out here and sums as usual.
+the product, the bucket gathers the rows and every rank computes the whole sum itself (a
+reduce-scattered bucket: only its own part); otherwise it multiplies them out here and sums as
+usual. Whole shares in such a bucket (a norm's weight) travel as one row from each rank.
 
 The first backward has no layout yet: it holds the shares, and its flush lays out the buckets.
 """
@@ -166,8 +167,9 @@ class Bucket:
         are zeros."""
         for slot in set(range(len(self.leaves))) - self.filled:
             self.view(self.target, slot)[...] = 0
-        if self._gathering_pays():
-            self._sum_by_gathering()
+        rows = self._rows_if_gathering_pays()
+        if rows is not None:
+            self._sum_by_gathering(rows)
             return
         for slot, shares in self.factors.items():
             for share in shares:
@@ -182,13 +184,19 @@ class Bucket:
             self.request = collectives.start_all_reduce(self.target, "sum", group=self.group,
                                                         extra=extra)
 
-    def _gathering_pays(self) -> bool:
-        """Only factors reached this bucket, and all ranks' rows are few enough numbers. Every
-        rank decides alike: the counts are global."""
-        if not self.factors or self.written:
-            return False
-        return gathering_pays([f for shares in self.factors.values() for f in shares],
-                              self.flat.size)
+    def _rows_if_gathering_pays(self):
+        """slot -> this backward's shares as rows (Factors), if all ranks' rows are few enough
+        numbers; else None. A share written whole (a norm's weight, say) is one row of its
+        values from each rank. Every rank decides alike: the counts are global."""
+        if not self.factors or self.written & set(self.factors):  # a slot takes one kind
+            return None
+        rows = dict(self.factors)
+        ones = (1,) * self.group.size
+        for slot in self.written:
+            rows[slot] = [Factors(self.view(self.target, slot).reshape(1, -1), None, ones)]
+        if not gathering_pays([f for shares in rows.values() for f in shares], self.flat.size):
+            return None
+        return rows
 
     def _part_buffer(self):
         """Where a scattered sum goes: the last one's buffer once `grad_part` no longer holds
@@ -197,13 +205,13 @@ class Bucket:
             self.spare = self.xp.empty(self.counts[self.group.rank], self.flat.dtype)
         return self.spare
 
-    def _sum_by_gathering(self) -> None:
-        """All ranks' factor rows into every rank (one all-gather), then each slot's whole
-        gradient computed from them alike on every rank; scattered, only this rank's part of
-        the buffer (1/N of the products)."""
-        slots = sorted(self.factors)
+    def _sum_by_gathering(self, rows: dict) -> None:
+        """All ranks' rows into every rank (one all-gather), then each slot's whole gradient
+        computed from them alike on every rank; scattered, only this rank's part of the buffer
+        (1/N of the products)."""
+        slots = sorted(rows)
         extra = checks.bucket_signature(self.prints, self.filled)
-        gathered = gather_rows([self.factors[slot] for slot in slots], self.group, extra)
+        gathered = gather_rows([rows[slot] for slot in slots], self.group, extra)
         self.factors.clear()
         self.request = transports.DONE
         if self.scatter:
@@ -226,7 +234,7 @@ class Bucket:
             if right is not None:
                 self.xp.matmul(left.T, right, out=view)
             else:
-                left.sum(axis=0, out=view)
+                left.sum(axis=0, out=view.reshape(-1))
 
     def finish(self) -> None:
         """Wait for the sum, then hand each parameter that got a share its slot (or, scattered,

@@ -13,7 +13,10 @@ from __future__ import annotations
 import os
 import time
 
-POLL_SECONDS = 2e-4  # short against a step, long enough for a core to run another rank
+# Between tests the core goes to another rank. Shorter is better down to the kernel's timer slack
+# (50 us): `make train` at -n 8 on 2 cores took 10.2 s at 200 us, 8.6-9.2 s at 50 us (sharded
+# optimizer), and spinning in Wait() 10.2 s.
+POLL_SECONDS = 5e-5
 _crowded = False
 
 

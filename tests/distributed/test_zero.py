@@ -117,13 +117,15 @@ def test_checkpoints_are_the_unsharded_format_both_ways(name):
 
 
 def test_linear_layers_fed_few_rows_send_rows_and_each_rank_computes_its_part(monkeypatch):
-    # 4 rows of 40 + 30 numbers against 1,200 weights: the rows are gathered, and each rank
-    # multiplies out only its part of the buffer (parts end mid-row at 2, 3 and 4 ranks)
+    # 4 rows of 60 + 30 numbers against 1,800 weights: the rows are gathered (the norm's
+    # gradients too, one row a rank), and each rank multiplies out only its part of the buffer
+    # (parts end mid-row at 2, 3 and 4 ranks)
     def model():
         minigt.manual_seed(86)
-        return nn.Sequential(nn.Linear(40, 30), nn.Tanh(), nn.Linear(30, 2)).to(minigt.float64)
+        return nn.Sequential(nn.Linear(60, 30), nn.LayerNorm(30), nn.Tanh(),
+                             nn.Linear(30, 2)).to(minigt.float64)
 
-    data = [(global_array((4, 40), 87 + i), global_array((4, 2), 89 + i)) for i in range(2)]
+    data = [(global_array((4, 60), 87 + i), global_array((4, 2), 89 + i)) for i in range(2)]
     reference, sharded = model(), model()
     ref_opt = minigt.optim.Adam(reference.parameters(), lr=0.01)
     opt = dist.ShardedOptimizer(sharded.parameters(), minigt.optim.Adam, lr=0.01)
