@@ -6,11 +6,14 @@ gradient buckets (gradsync.py), each parameter's `.data` a view of its place -- 
 owns one contiguous part of each buffer (the `shard_sizes` split; a part may be empty):
 
     backward   each bucket is reduce-scattered: this rank receives the sum of its part only
+               (or, where Linear layers were fed few rows, all ranks' rows of g and x are
+               gathered and this rank multiplies out its part alone: gradsync.Factors)
     step()     the ordinary optimizer (SGD, Adam, ...) updates this rank's parts: 1/N of the
                work, and 1/N of its state (momentum, Adam's moments) is all a rank keeps
     then       the updated parts are all-gathered into every rank's buffers
 
-A reduce-scatter and an all-gather move the same bytes as the one all-reduce they replace.
+A reduce-scatter and an all-gather move the same bytes as the one all-reduce they replace;
+gathered rows move fewer.
 `state_dict()` gives the state per parameter, whole, exactly as the unsharded optimizer's, so a
 checkpoint resumes at any rank count, with or without sharding.
 """
