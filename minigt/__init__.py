@@ -13,7 +13,7 @@ from . import tensor_methods  # noqa: F401 - attaches ops as Tensor methods
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backends import cuda_available
 from .creation import (
-    arange, bool_, eye, float16, float32, float64, from_numpy, full, full_like, int32, int64,
+    arange, as_tensor, bool_, eye, float16, float32, float64, from_numpy, full, full_like, int32, int64,
     manual_seed, ones, ones_like, rand, randint, randn, randperm, tensor, uint8, zeros, zeros_like,
 )
 from .devices import device
@@ -43,7 +43,7 @@ def __getattr__(name: str):
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tensor", "tensor", "from_numpy", "zeros", "ones", "full", "arange", "eye", "randn", "rand",
+    "Tensor", "tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "arange", "eye", "randn", "rand",
     "randint", "randperm", "zeros_like", "ones_like", "full_like", "manual_seed",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "cuda_available",
     "float16", "float32", "float64", "int32", "int64", "uint8", "bool_",

@@ -6,8 +6,10 @@ import numbers
 
 import numpy as np
 
-from .backends import array_module, device_of, device_context, module_for, parse_device, to_device
-from .tensor import Tensor, check_dtype
+from .backends import (
+    ARRAY_TYPES, array_module, device_of, device_context, module_for, parse_device, to_device,
+)
+from .tensor import Tensor, check_dtype, target_device
 
 float32, float64 = np.dtype("float32"), np.dtype("float64")
 float16 = np.dtype("float16")
@@ -74,6 +76,17 @@ def tensor(data, dtype=None, requires_grad: bool = False, device=None) -> Tensor
     >>> minigt.tensor([[1.0, 2.0]], requires_grad=True)
     """
     return _placed(Tensor(data, dtype=dtype, requires_grad=requires_grad, device=device))
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """`data` as a tensor without a copy when it is already an array or tensor of that dtype on
+    that device (sharing its memory, as torch.as_tensor); otherwise a copy, as tensor() makes."""
+    array = data.data if isinstance(data, Tensor) else data
+    if isinstance(array, ARRAY_TYPES) and array.dtype.kind in "biuf" and \
+            (dtype is None or array.dtype == check_dtype(dtype, "as_tensor")) and \
+            device_of(array) == target_device(array, device):
+        return data if isinstance(data, Tensor) else _placed(Tensor._make(array, False, None))
+    return tensor(data, dtype=dtype, device=device)
 
 
 def from_numpy(array: np.ndarray) -> Tensor:

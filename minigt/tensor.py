@@ -280,10 +280,15 @@ def as_array(data, dtype=None, device=None):
         array = data.copy()
     if dtype is not None:
         array = array.astype(check_dtype(dtype, "tensor"), copy=False)
-    target = parse_device(device) if device is not None else (
-        device_of(array) if array_module(array) is not np else parse_device(None)
-    )
-    return to_device(array, target)
+    return to_device(array, target_device(array, device))
+
+
+def target_device(array, device=None) -> str:
+    """Where tensor(array, device=device) puts its data: `device`, else a GPU array's own
+    device, else the default device."""
+    if device is not None:
+        return parse_device(device)
+    return device_of(array) if array_module(array) is not np else parse_device(None)
 
 
 def not_a_tensor(value, context: str) -> TypeError:

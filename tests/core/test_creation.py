@@ -205,7 +205,7 @@ def test_randint_and_randperm():
     assert sorted(perm.tolist()) == list(range(10))
 
 
-# ---- from_numpy --------------------------------------------------------------------------------
+# ---- from_numpy, as_tensor ---------------------------------------------------------------------
 
 def test_from_numpy_shares_memory_both_ways():
     array = np.zeros(3)
@@ -226,3 +226,15 @@ def test_from_numpy_keeps_dtype_and_shape():
 def test_from_numpy_rejects_other_types():
     with pytest.raises(TypeError, match="from_numpy.*list"):
         gt.from_numpy([1.0, 2.0])
+
+
+def test_as_tensor_shares_an_array_of_the_asked_dtype_and_copies_otherwise():
+    array = np.zeros(3, np.float32)
+    shared, same_dtype = gt.as_tensor(array), gt.as_tensor(array, dtype=gt.float32)
+    converted, from_list = gt.as_tensor(array, dtype=gt.float64), gt.as_tensor([1.0, 2.0])
+    array[0] = 5.0
+    assert shared.numpy()[0] == 5.0 and same_dtype.numpy()[0] == 5.0
+    assert converted.dtype == np.float64 and converted.numpy()[0] == 0.0
+    assert from_list.dtype == np.float32 and from_list.tolist() == [1.0, 2.0]
+    t = gt.ones(2)
+    assert gt.as_tensor(t) is t and gt.as_tensor(t, dtype=gt.float64) is not t
