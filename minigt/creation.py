@@ -116,8 +116,9 @@ def _fresh(array: np.ndarray, device, requires_grad: bool) -> Tensor:
 def _filled(op: str, size, fill, dtype, device, requires_grad) -> Tensor:
     device = parse_device(device)
     dtype = default_float if dtype is None else check_dtype(dtype, op)
-    with device_context(device):
-        array = module_for(device).full(_shape(size, op), fill, dtype=dtype)
+    shape, xp = _shape(size, op), module_for(device)
+    with device_context(device):  # zeros are calloc'd: pages cost memory only once written
+        array = xp.zeros(shape, dtype) if fill == 0 else xp.full(shape, fill, dtype=dtype)
     return _placed(Tensor._make(array, False, None).requires_grad_(requires_grad))
 
 

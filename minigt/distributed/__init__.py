@@ -13,7 +13,7 @@ from .checks import CollectiveMismatch
 from .collectives import barrier
 from .dtensor import DTensor, local, redistribute
 from .files import load
-from .fsdp import ShardedParameter, fully_shard
+from .fsdp import ShardedParameter, fully_shard, sharded_init
 from .functions import all_gather, all_reduce, broadcast, reduce_scatter
 from .placement import Partial, Placement, Replicate, Shard, ShardingError
 from .sharding import auto_shard, from_local, replicate, shard
@@ -27,7 +27,7 @@ __all__ = [
     "DTensor", "Placement", "Replicate", "Shard", "Partial", "ShardingError",
     "rank", "world_size", "local_rank", "barrier", "init_parallel", "data_group", "tensor_group",
     "ColumnParallelLinear", "RowParallelLinear", "ShardedOptimizer", "fully_shard",
-    "ShardedParameter",
+    "ShardedParameter", "sharded_init",
     "shard", "replicate", "from_local", "redistribute", "auto_shard", "local", "load",
     "CollectiveMismatch",
     "visualize",

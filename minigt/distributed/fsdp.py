@@ -16,20 +16,23 @@ to back (this rank's rows of every parameter, then the next rank's), and one red
 their gradient shares when its backward is done (`_Unit.flush`; the model's own unit, which does
 not recompute, at the end of backward). Per step each parameter byte crosses the network three
 times (two all-gathers, one reduce-scatter: 3(N-1)/N of the parameter bytes), against two for an
-all-reduce; the price of memory is one more forward of each unit in backward. Call `fully_shard` on the blocks first,
-then on the model (which then gathers only what its blocks do not), after moving the model.
+all-reduce; the price of memory is one more forward of each unit in backward. A Linear unit fed
+fewer rows than it has outputs moves its inputs instead and never gathers its weight
+(fsdp_linear.py). Call `fully_shard` on the blocks first, then on the model (which then gathers
+only what its blocks do not); inside `sharded_init()` no rank ever holds the model whole.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 from .. import autograd, creation
 from ..autograd import Function, accumulate_into, enable_grad, is_grad_enabled, no_grad
 from ..backends import array_module
-from ..nn import Module
+from ..nn import Module, init
 from ..nn.parameter import Parameter
 from ..tensor import Tensor
-from . import collectives, gradsync
+from . import collectives, fsdp_linear, gradsync
 from .dtensor import DTensor, GatherShards, group, local_range, standard_sizes
 from .placement import Replicate, Shard, shard_range
 
@@ -45,6 +48,7 @@ class ShardedParameter(DTensor, Parameter):
         """This rank's rows of `param` (copied), as a ShardedParameter."""
         sizes = standard_sizes(param.shape[0])
         start, stop = local_range(sizes)
+        _partly_drawn.pop(id(param), None)
         rows = cls._make(param.data[start:stop].copy(), param.requires_grad, None)
         rows.placement, rows.global_shape, rows.sizes = Shard(0), param.shape, sizes
         return rows
@@ -65,6 +69,37 @@ class ShardedParameter(DTensor, Parameter):
     def combine_parts(value, op: str):
         """Rows of one weight: this rank's part of a norm is combined over the data group."""
         return collectives.all_reduce_number(value, op, group=group())
+
+
+_partly_drawn: dict = {}  # id -> parameter whose other ranks' rows sharded_init left unwritten
+
+
+@contextlib.contextmanager
+def sharded_init():
+    """Build a model to be fully sharded without holding it whole on any rank: within the block,
+    minigt.nn.init draws each parameter whole and in order (the values of one process) but
+    writes only this rank's rows; every module built inside must be fully sharded before the
+    block ends (checked). Parameters start as zeros, which cost no memory until written."""
+    def rows_to_keep(tensor):
+        if not isinstance(tensor, Parameter) or isinstance(tensor, DTensor) or tensor.ndim == 0:
+            return None
+        _partly_drawn[id(tensor)] = tensor
+        return local_range(standard_sizes(tensor.shape[0]))
+
+    if init.rows_to_keep is not None:
+        raise RuntimeError("sharded_init: already inside a sharded_init block")
+    init.rows_to_keep = rows_to_keep
+    try:
+        yield
+    finally:
+        init.rows_to_keep = None
+        left = [p.shape for p in _partly_drawn.values()]
+        _partly_drawn.clear()
+    if left:
+        raise RuntimeError(
+            f"sharded_init: {len(left)} parameter(s) of shape {', '.join(map(str, left[:4]))} hold "
+            "only this rank's rows but were not fully sharded: call dist.fully_shard on the "
+            "modules holding them inside the `with` block")
 
 
 def fully_shard(module: Module) -> Module:
@@ -113,6 +148,8 @@ class _Unit:
         self.run = type(module).forward.__get__(module)  # the module's own forward
 
     def forward(self, *inputs):
+        if fsdp_linear.gathers_inputs(self.module, self.owned, inputs):
+            return fsdp_linear.linear(self.module, inputs[0])
         if not (self.recompute and is_grad_enabled()):
             return self.call(inputs)
         rng_state = creation.generator().bit_generator.state  # recomputation draws the same
@@ -290,4 +327,4 @@ def _fresh_leaf(t: Tensor) -> Tensor:
     return leaf.requires_grad_() if t.requires_grad else leaf
 
 
-__all__ = ["ShardedParameter", "fully_shard"]
+__all__ = ["ShardedParameter", "fully_shard", "sharded_init"]

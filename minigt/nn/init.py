@@ -37,15 +37,38 @@ def fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 
 
+# Set by minigt.distributed.sharded_init: tensor -> the (start, stop) rows of it this rank keeps,
+# or None for all of them.
+rows_to_keep = None
+
+
 def _fill(tensor: Tensor, draw, scale: float, shift: float) -> Tensor:
     """Write `draw(shape, dtype) * scale + shift` (NumPy) into `tensor` in place, on its device.
     float32 tensors get float32 draws: half the work of float64 ones, and no cast."""
     dtype = tensor.dtype if tensor.dtype in (np.float32, np.float64) else np.float64
+    kept = rows_to_keep(tensor) if rows_to_keep is not None else None
+    if kept is not None:
+        return _fill_rows(tensor, draw, scale, shift, dtype, *kept)
     values = draw(tensor.shape, dtype=dtype)
     values *= scale
     values += shift
     with no_grad():
         tensor.copy_(to_device(values.astype(tensor.dtype, copy=False), tensor.device))
+    return tensor
+
+
+def _fill_rows(tensor: Tensor, draw, scale, shift, dtype, start: int, stop: int) -> Tensor:
+    """`_fill` writing only rows [start, stop): every row is still drawn, a block at a time, so
+    the generator moves on as for the whole tensor and the kept rows get the same values."""
+    rows, row_size = tensor.shape[0], math.prod(tensor.shape[1:])
+    block = max(1, (1 << 20) // max(row_size, 1))
+    for first in range(0, rows, block):
+        last = min(first + block, rows)
+        values = draw((last - first, *tensor.shape[1:]), dtype=dtype)
+        lo, hi = max(first, start), min(last, stop)
+        if lo < hi:
+            part = values[lo - first:hi - first] * scale + shift
+            tensor.data[lo:hi] = to_device(part.astype(tensor.dtype, copy=False), tensor.device)
     return tensor
 
 

@@ -134,3 +134,55 @@ def test_a_wide_linear_unit_gathers_the_rows_of_its_gradient_when_they_are_few(
         np.testing.assert_allclose(got.full_value().numpy(), want.numpy(), **TOL, err_msg=name)
         np.testing.assert_allclose(got.full_value(got.grad).numpy(), want.grad.numpy(), **TOL,
                                    err_msg=name)
+
+
+@pytest.mark.parametrize("rows, inputs_travel", [(5, True), (40, False)])
+def test_a_linear_unit_fed_fewer_rows_than_outputs_gathers_its_inputs_not_its_weight(
+        rows, inputs_travel, monkeypatch):
+    """With few rows each rank multiplies all ranks' inputs by its own rows of W (fsdp_linear),
+    so the weight is never gathered; the inner unit's input needs a gradient too. The same steps
+    as one process either way."""
+    def net(seed=0):
+        minigt.manual_seed(seed)
+        return nn.Sequential(nn.Linear(3, 24), nn.GELU(), nn.Linear(24, 30)).to(dtype=np.float64)
+
+    reference, model = net(), net()
+    for unit in (model[0], model[2]):
+        dist.fully_shard(unit)
+    ref_opt, opt = (minigt.optim.SGD(m.parameters(), lr=0.1) for m in (reference, model))
+    weight_gathers = count_calls(monkeypatch, collectives, "all_gather_in_place")
+    for step in range(2):
+        x, y = minigt.tensor(global_array((rows, 3), 400 + step)), minigt.tensor(global_array((rows, 30), 500 + step))
+        for m, o, xx, yy in ((reference, ref_opt, x, y), (model, opt, dist.shard(x, 0), dist.shard(y, 0))):
+            o.zero_grad()
+            out = m(xx)
+            assert out.shape == (rows, 30)
+            F.mse_loss(out, yy).backward()
+            o.step()
+    if SIZE > 1:
+        assert (weight_gathers == []) == inputs_travel
+    for (name, want), got in zip(reference.named_parameters(), model.parameters()):
+        np.testing.assert_allclose(got.full_value().numpy(), want.numpy(), **TOL, err_msg=name)
+
+
+def test_sharded_init_draws_what_one_process_draws_and_keeps_only_this_ranks_rows():
+    reference = make_model()
+    after_reference = minigt.randn(3).numpy()
+    with dist.sharded_init():
+        model = make_model()
+        dist.fully_shard(model[2])
+        dist.fully_shard(model)
+    assert np.array_equal(minigt.randn(3).numpy(), after_reference)  # the generator moved alike
+    for (name, want), got in zip(reference.named_parameters(), model.parameters()):
+        assert got.data.shape[0] == got.sizes[dist.rank()]
+        np.testing.assert_array_equal(got.full_value().numpy(), want.numpy(), err_msg=name)
+
+
+def test_sharded_init_refuses_a_module_left_unsharded():
+    with pytest.raises(RuntimeError, match=r"sharded_init: 2 parameter\(s\) of shape \(8, 8\), \(8,\).*fully_shard"):
+        with dist.sharded_init():
+            model = make_model()
+            dist.fully_shard(model[0])
+            dist.fully_shard(model[3])
+    with dist.sharded_init():  # the failed block left nothing behind
+        dist.fully_shard(nn.Linear(2, 2))
