@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import minigt as gt  # noqa: E402
 import minigt.distributed as dist  # noqa: E402
 from minigt.distributed import trace  # noqa: E402
+from minigt.distributed.placement import shard_range, shard_sizes  # noqa: E402
 from minigt.nn import functional as F  # noqa: E402
 import pixel_checkpoint  # noqa: E402
 from pixel_checks import Parser, check, stop  # noqa: E402
@@ -83,7 +84,21 @@ def load_data(args):
     """(train_images, train_labels), held-out set or None."""
     if args.data == "digits":
         return digits(args.seq, args.img, args.seed)
-    return synthetic(args.n, args.seq, args.img, args.seed), None
+    return synthetic(args.n, args.seq, args.img, args.seed, keep=samples_read_here(args)), None
+
+
+def samples_read_here(args):
+    """The synthetic samples this rank trains on (their order is fixed): its rows of every batch,
+    or None (all of them) when it has the only data rank."""
+    group = dist.data_group()
+    if group.size == 1:
+        return None
+    kept = []
+    for start in range(0, args.n, args.batch):
+        sizes = shard_sizes(min(args.batch, args.n - start), group.size)
+        first, last = shard_range(sizes, group.rank)
+        kept.extend(range(start + first, start + last))
+    return kept
 
 
 def loss_fn(args, logits, labels):
@@ -93,7 +108,8 @@ def loss_fn(args, logits, labels):
 
 
 def epoch_order(n: int, epoch: int, args) -> np.ndarray:
-    """The brief's run goes in order; digits are shuffled by a seed fixed per epoch (resumable)."""
+    """The brief's run goes in order (each rank keeps only its samples: samples_read_here);
+    digits are shuffled by a seed fixed per epoch (resumable)."""
     if args.data == "synthetic":
         return np.arange(n)
     return np.random.default_rng([args.seed, epoch]).permutation(n)
@@ -107,6 +123,26 @@ def batch_tensors(images, labels, args):
     if dist.data_group().size > 1 and x.placement is None:
         x, y = dist.shard(x, 0), dist.shard(y, 0)
     return x, y
+
+
+def build_model(args) -> PixelTransformer:
+    """The model on its device in its dtype. With --fsdp it is built as Shard(0) rows from the
+    start (no rank ever holds it whole); every Linear is a unit (one fed few rows never gathers its
+    weight), then each block (its norms), then the model (the rest)."""
+    def build():
+        return PixelTransformer(args.img, args.seq, args.dim, args.heads, args.layers, args.ff,
+                                parallel=args.tp > 1)
+
+    if args.fsdp:
+        with dist.sharded_init():
+            model = build()
+            linears = [m for m in model.modules() if isinstance(m, gt.nn.Linear)]
+            for unit in (*linears, *model.blocks):
+                dist.fully_shard(unit)
+            dist.fully_shard(model)
+    else:
+        model = build()
+    return model.to(args.device or gt.backends.default_device(), np.dtype(args.dtype))
 
 
 def evaluate(model, images, labels, args) -> float:
@@ -124,14 +160,8 @@ def train(args) -> dict:
     dist.init_parallel(tensor_parallel=args.tp)
     saved = pixel_checkpoint.resume(args) if args.resume else None  # before any work
     (images, labels), held_out = load_data(args)
-    model = PixelTransformer(args.img, args.seq, args.dim, args.heads, args.layers, args.ff,
-                             parallel=args.tp > 1)
-    model.to(args.device or gt.backends.default_device(), np.dtype(args.dtype))
+    model = build_model(args)
     optim_class = gt.optim.SGD if args.optim == "sgd" else gt.optim.Adam
-    if args.fsdp:  # the embedding, each block and the head are units; then the rest
-        for unit in (model.embed, *model.blocks, model.head):
-            dist.fully_shard(unit)
-        dist.fully_shard(model)
     if args.shard_optimizer:
         optimizer = dist.ShardedOptimizer(model.parameters(), optim_class, lr=args.lr)
     else:
