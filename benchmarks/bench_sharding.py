@@ -4,9 +4,9 @@ parallel (one all-reduce of the gradient buckets), --shard-optimizer (ZeRO 1/2) 
 
     .venv/bin/python benchmarks/bench_sharding.py [--quick]
 
-Every run launches train_pixel on the brief's model under mpirun with MINIGT_TRACE set, and reads
-its --out JSON (training time, rank 0's peak RSS) and its trace (each step's time, and every
-collective rank 0 made with its bytes). Three tables:
+Every run launches train_pixel on the brief's model under mpirun and reads its --out JSON
+(training time, rank 0's peak RSS) and, where MINIGT_TRACE was set, its trace (each step's time,
+and every collective rank 0 made with its bytes). Three tables:
   1. global batch 16, -n 2 against -n 1: the median step of each mode (target: the best mode
      >= 1.10x faster); -n 1 at batch 8 is one rank's work without communication (the bound);
   2. the brief's run (batch 2) at -n 8 against one process: training time (target <= 5x one
@@ -32,17 +32,20 @@ WIRE = {"all_reduce": 2, "start_all_reduce": 2, "reduce_scatter": 1, "start_redu
         "all_gather": 1}  # bytes sent per rank: this times (N-1)/N of the buffer
 
 
-def run(ranks: int, flags: list, args) -> dict:
-    """One train_pixel launch: its JSON, plus its step times and rank 0's collectives."""
+def run(ranks: int, flags: list, args, traced: bool = True) -> dict:
+    """One train_pixel launch: its JSON, plus (`traced`) its median step and rank 0's bytes sent
+    per step. A trace holds every span in memory and costs time: untraced runs give RSS and time."""
     with tempfile.TemporaryDirectory() as tmp:
         out, trace = os.path.join(tmp, "out.json"), os.path.join(tmp, "trace.json")
-        env = {**os.environ, "MINIGT_TRACE": trace, "MPIEXEC_TIMEOUT": "580"}
+        env = {**os.environ, "MPIEXEC_TIMEOUT": "580", **({"MINIGT_TRACE": trace} if traced else {})}
         command = [args.mpirun, "-n", str(ranks), sys.executable,
                    os.path.join(common.EXAMPLES, "train_pixel.py"), *flags, "--out", out]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         if done.returncode:
             sys.exit(f"bench_sharding: {' '.join(command)} failed:\n{done.stdout}{done.stderr}")
         result = json.load(open(out))
+        if not traced:
+            return result
         events = [e for e in json.load(open(trace))["traceEvents"] if e.get("pid") == 0]
     steps = [e["dur"] / 1e3 for e in events if e.get("cat") == "step"]
     sent = sum(WIRE[e["name"]] * e["args"]["bytes"] * (ranks - 1) / ranks
@@ -91,10 +94,10 @@ def main(args) -> None:
     rows = []
     for dtype in ("float32",) if args.quick else ("float32", "float64"):
         brief = [*model, *length, "--dtype", dtype]
-        single = run(1, brief, args)
+        single = run(1, brief, args, traced=False)
         modes = MODES if dtype == "float32" else {"fsdp": MODES["fsdp"]}
         for mode, flags in modes.items():
-            eight = run(8, brief + flags, args)
+            eight = run(8, brief + flags, args, traced=False)
             slower = eight["train_seconds"] / single["train_seconds"]
             lighter = eight["peak_rss_mb"] / single["peak_rss_mb"]
             rss_target = "≤ 0.40×" if mode == "fsdp" else "—"
@@ -109,7 +112,7 @@ def main(args) -> None:
          "ratio", "target", "result"],
         f"{'4 steps, float32 only (--quick)' if args.quick else 'The brief: 50 steps'}; 8 ranks "
         f"share {os.cpu_count()} CPUs, so time shows the cost of many ranks here, not their "
-        "speed. Peak RSS is rank 0's (VmHWM), model building included.")
+        "speed. Peak RSS is rank 0's (VmHWM), model building included; both from runs without a trace.")
 
     # 3. bytes per step against the formula
     rows = []
