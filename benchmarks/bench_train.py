@@ -71,6 +71,8 @@ def build_parser():
 
 if __name__ == "__main__":
     ARGS = common.bootstrap(build_parser())  # may re-exec: before numpy is imported
+    if ARGS.worker == "minigt":
+        import minigt  # noqa: F401  before NumPy, as a user would: see minigt/__init__.py
 
 import numpy as np  # noqa: E402
 import train_worker  # noqa: E402  (what --worker runs; it imports numpy: after bootstrap)

@@ -20,11 +20,10 @@ import resource
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import minigt as gt  # noqa: E402
+import minigt as gt  # noqa: E402  before NumPy: see minigt/__init__.py (OpenBLAS's idle threads)
+import numpy as np  # noqa: E402
 import minigt.distributed as dist  # noqa: E402
 from minigt.distributed import trace  # noqa: E402
 from minigt.distributed.placement import shard_range, shard_sizes  # noqa: E402

@@ -1,6 +1,7 @@
 """The backend layer: default device from $MINIGT_DEVICE, array_module, scatter_add, device
 parsing, and (with a GPU) CuPy tensors."""
 import math
+import os
 import subprocess
 import sys
 
@@ -229,3 +230,22 @@ def test_scatter_add_on_the_gpu():
     target = cupy.zeros(3)
     backends.scatter_add(target, cupy.array([2, 2, 0]), cupy.ones(3))
     assert cupy.asnumpy(target).tolist() == [1.0, 0.0, 2.0]
+
+
+@pytest.mark.parametrize("program, expected", [
+    ("import minigt", "4"),                                  # imported first: OpenBLAS sleeps at once
+    ("import numpy, minigt", None),                          # too late to matter: left alone
+])
+def test_minigt_imported_before_numpy_shortens_openblas_spinning(program, expected):
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    code = f"{program}; import os; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(expected)
+
+
+def test_an_openblas_thread_timeout_of_ones_own_wins():
+    env = {**os.environ, "OPENBLAS_THREAD_TIMEOUT": "12"}
+    code = "import minigt, os; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.stdout.strip() == "12", done.stderr
