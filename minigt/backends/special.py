@@ -23,7 +23,11 @@ def erf(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=dtype)
     core_end, tail_end, core, tail = SERIES.get(dtype, SERIES[np.dtype(np.float64)])
     with np.errstate(over="ignore", invalid="ignore"):  # huge |x|: x² overflows; the tail wins
-        out = np.asarray(x * _clenshaw(core, x * x * dtype.type(2 / core_end**2) - 1))
+        u = np.multiply(x, x, out=np.empty_like(x))  # u = 2x²/a² - 1, in one buffer
+        u *= dtype.type(2 / core_end**2)
+        u -= 1
+        out = _clenshaw(core, u)
+        out *= x
         far = np.abs(x) > core_end
         if far.any():
             z = np.minimum(np.abs(x[far]), tail_end)
@@ -34,10 +38,10 @@ def erf(x: np.ndarray) -> np.ndarray:
 
 
 def _clenshaw(coefficients, u):
-    """Σ c_k T_k(u) for u in [-1, 1], by Clenshaw's recurrence."""
+    """Σ c_k T_k(u) for u in [-1, 1], by Clenshaw's recurrence, as a new array."""
     # NumPy's functions and ufuncs hand CuPy arrays to CuPy
     latest, later = np.full_like(u, coefficients[-1]), np.zeros_like(u)  # b_n = c_n, b_(n+1) = 0
-    twice_u, spare = 2 * u, np.empty_like(u)
+    twice_u, spare = u + u, np.empty_like(u)
     # b_k = c_k + 2u b_(k+1) - b_(k+2), in three buffers reused in turn: a fresh array per
     # step of a large input is a fresh memory mapping, page faults and all
     for c in coefficients[-2:0:-1]:
@@ -45,7 +49,10 @@ def _clenshaw(coefficients, u):
         np.add(c, spare, out=spare)
         np.subtract(spare, later, out=spare)
         latest, later, spare = spare, latest, later
-    return coefficients[0] + u * latest - later
+    np.multiply(u, latest, out=spare)  # b_0 = c_0 + u b_1 - b_2, into the free buffer
+    spare += coefficients[0]
+    spare -= later
+    return spare
 
 
 def _fit(f, lo: float, hi: float, degree: int, points: int = 64) -> np.ndarray:
