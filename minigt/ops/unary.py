@@ -117,8 +117,11 @@ class Gelu(Function):
         if approximate == "tanh":
             self.t = xp.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))
             return 0.5 * x * (1 + self.t)
-        self.cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
-        return x * self.cdf
+        cdf = erf(x * (1 / math.sqrt(2)))  # a new array: finished in place
+        cdf += 1
+        cdf *= 0.5
+        self.cdf = cdf
+        return x * cdf
 
     def backward(self, g):
         x = self.x
