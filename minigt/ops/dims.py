@@ -43,14 +43,27 @@ def keep(keepdim, keepdims) -> bool:
     return bool(keepdim or keepdims)
 
 
+_constants: dict = {}  # (float, dtype) -> its read-only 0-d host tensor: x * 0.5 in a loop
+_MAX_CONSTANTS = 256
+
+
 def as_tensor_like(value, like: Tensor, op: str) -> Tensor:
     """`value` as a tensor usable with `like`: Python numbers take `like`'s dtype when the kind
     allows it (a float32 tensor times 2.0 stays float32), as in PyTorch."""
     if isinstance(value, Tensor):
         return value
+    if type(value) is float and type(like.data) is np.ndarray and value:  # x * 0.5: made once
+        dtype = like.data.dtype if like.data.dtype.kind == "f" else np.float32
+        made = _constants.get((value, dtype))  # 0.0 and -0.0 compare equal: never stored
+        if made is None:
+            made = Tensor._make(np.asarray(value, dtype=dtype), False, None)
+            made.data.flags.writeable = False  # shared by every graph that used it
+            if len(_constants) < _MAX_CONSTANTS and value == value:  # NaN never matches itself
+                _constants[value, dtype] = made
+        return made
     xp = array_module(like.data)
     kind = like.data.dtype.kind
-    if type(value) is float:  # the common case first: x * 0.5
+    if type(value) is float:
         dtype = like.data.dtype if kind == "f" else np.float32
     elif isinstance(value, (bool, np.bool_)):
         dtype = like.data.dtype if like.data.dtype.kind != "b" else np.bool_

@@ -23,7 +23,7 @@ def _binary(fn_class, a, b, op: str, **params) -> Tensor:
     if a.data.dtype != b.data.dtype:
         a, b = promote(a, b)
     try:
-        return fn_class.apply(a, b, **params)
+        return fn_class.apply(a, b, **params) if params else fn_class.apply(a, b)
     except ValueError:
         _check_broadcastable(op, a, b)
         raise

@@ -248,3 +248,16 @@ def test_where_with_two_numbers_takes_dtypes_as_pytorch(a, b, dtype, expected):
     out = gt.where(gt.tensor([True, False, True]), a, b)
     assert out.dtype == np.dtype(dtype)
     np.testing.assert_array_equal(out.numpy(), expected)
+
+
+def test_a_python_float_operand_is_made_once_and_cannot_be_changed():
+    """x * 0.5 in a loop reuses one read-only 0-d constant (ops.dims); signs of zero and NaN
+    are never confused with another value's."""
+    x = gt.ones(3)
+    first, second = (x * 0.5).grad_fn, (x * 0.5).grad_fn
+    assert first is None and second is None  # no graph: x needs no gradient
+    y = gt.ones(3, requires_grad=True)
+    a, b = (y * 0.5).grad_fn.inputs[1], (y * 0.5).grad_fn.inputs[1]
+    assert a is b and not a.data.flags.writeable
+    assert np.signbit((x * -0.0).numpy()).all() and not np.signbit((x * 0.0).numpy()).any()
+    assert np.isnan((x * float("nan")).numpy()).all() and (x * 2.0).tolist() == [2.0, 2.0, 2.0]
