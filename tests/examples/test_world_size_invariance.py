@@ -48,6 +48,15 @@ def test_losses_do_not_depend_on_the_number_of_ranks(tmp_path, ranks, flags, dty
     np.testing.assert_allclose(many, single, rtol=tolerance)
 
 
+@pytest.mark.parametrize("mode", ["--shard-optimizer", "--fsdp"])
+def test_eight_ranks_at_batch_two_match_one_process(tmp_path, mode):
+    """The brief's layout, `mpirun -n 8` at batch 2: six ranks hold no rows each step, and every
+    parameter's rows (16 or 4 here) leave some ranks empty-handed too."""
+    single = step_losses(tmp_path, 1, "--dtype", "float64", "--batch", "2")
+    eight = step_losses(tmp_path, 8, "--dtype", "float64", "--batch", "2", mode)
+    np.testing.assert_allclose(eight, single, rtol=1e-6)
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_a_checkpoint_resumes_at_any_parallel_layout(tmp_path, optimizer):
     """Written at 1 data x 2 tensor-parallel ranks after one epoch, resumed at the same layout and
