@@ -13,14 +13,12 @@ def synthetic(n: int, seq: int, img: int, seed: int, keep=None):
     samples wanted (default: all); every sample is drawn in turn, so those get the values of a
     whole draw, and the rest stay zeros, which take no memory until written."""
     rng = np.random.default_rng(seed)
-    if keep is None:
-        images = rng.standard_normal((n, seq, img, img), dtype=np.float32)
-    else:
-        images, wanted = np.zeros((n, seq, img, img), np.float32), set(np.asarray(keep).tolist())
-        for i in range(n):
-            sample = rng.standard_normal((seq, img, img), dtype=np.float32)
-            if i in wanted:
-                images[i] = sample
+    wanted = set(range(n) if keep is None else np.asarray(keep).tolist())
+    images = np.zeros((n, seq, img, img), np.float32)
+    for i in range(n):  # the same values as one draw of the whole array
+        sample = rng.standard_normal((seq, img, img), dtype=np.float32)
+        if i in wanted:
+            images[i] = sample
     return images, rng.integers(0, 10, size=n)
 
 

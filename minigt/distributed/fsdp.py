@@ -46,8 +46,7 @@ class ShardedParameter(DTensor, Parameter):
     @classmethod
     def of(cls, param: Parameter) -> ShardedParameter:
         """This rank's rows of `param` (copied), as a ShardedParameter."""
-        sizes = standard_sizes(param.shape[0])
-        start, stop = local_range(sizes)
+        sizes, (start, stop) = _rows_of(param)
         _partly_drawn.pop(id(param), None)
         rows = cls._make(param.data[start:stop].copy(), param.requires_grad, None)
         rows.placement, rows.global_shape, rows.sizes = Shard(0), param.shape, sizes
@@ -71,6 +70,12 @@ class ShardedParameter(DTensor, Parameter):
         return collectives.all_reduce_number(value, op, group=group())
 
 
+def _rows_of(param) -> tuple:
+    """(every rank's row count, this rank's [start, stop)) of a parameter to be sharded."""
+    sizes = standard_sizes(param.shape[0])
+    return sizes, local_range(sizes)
+
+
 _partly_drawn: dict = {}  # id -> parameter whose other ranks' rows sharded_init left unwritten
 
 
@@ -84,7 +89,7 @@ def sharded_init():
         if not isinstance(tensor, Parameter) or isinstance(tensor, DTensor) or tensor.ndim == 0:
             return None
         _partly_drawn[id(tensor)] = tensor
-        return local_range(standard_sizes(tensor.shape[0]))
+        return _rows_of(tensor)[1]  # the rows ShardedParameter.of will take
 
     if init.rows_to_keep is not None:
         raise RuntimeError("sharded_init: already inside a sharded_init block")
