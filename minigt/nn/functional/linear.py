@@ -25,7 +25,7 @@ class LinearFn(Function):
         self.rows = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
         if _outputs_first(*self.rows.shape, weight.shape[0]):
             y = array_module(x).empty((self.rows.shape[0], weight.shape[0]), weight.dtype)
-            y_t = weight @ self.rows.T  # the same sums in the same order as rows @ weight.T
+            y_t = weight @ self.rows.T  # rows @ weight.T to within rounding (SkylakeX: same bits)
             if bias:
                 array_module(x).add(y_t.T, bias[0], out=y)  # laid out by rows in the same pass
             else:
@@ -54,7 +54,9 @@ def _outputs_first(rows: int, inputs: int, outputs: int) -> bool:
     """Whether to compute y = x Wᵀ as (W xᵀ)ᵀ: OpenBLAS (measured on an AVX-512 Xeon, one thread)
     does a few rows through a wide layer up to twice as fast that way round, with the same bits
     (benchmarks/bench_train.py's batch 2: 8 rows); from about 64 rows the usual way is faster,
-    except through a very long input (the Pixel Transformer's 40,000-pixel embedding)."""
+    except through a very long input (the Pixel Transformer's 40,000-pixel embedding). The
+    Haswell kernel (forced by OPENBLAS_CORETYPE on some machines) runs both ways about as fast,
+    and rounds them differently."""
     return rows < outputs and (rows <= 32 or inputs >= 64 * rows)
 
 
