@@ -188,15 +188,17 @@ def reduce_to_shape(grad, shape: tuple):
 
 
 def _graph_in_order(root: Function) -> list:
-    """Every Function reachable from `root`, each before all of its parents (iterative DFS)."""
+    """Every Function reachable from `root`, each before all of its parents (iterative DFS over
+    each Function's inputs, not `parents()`: no list per node, as this runs once per op)."""
     order, seen = [], {root}
-    stack = [(root, iter(_checked_parents(root)))]
+    stack = [(root, iter(_inputs_of(root)))]
     while stack:
         fn, pending = stack[-1]
-        for parent in pending:
-            if parent not in seen:
+        for t in pending:
+            parent = t.grad_fn
+            if parent is not None and parent not in seen:
                 seen.add(parent)
-                stack.append((parent, iter(_checked_parents(parent))))
+                stack.append((parent, iter(_inputs_of(parent))))
                 break
         else:
             stack.pop()
@@ -205,13 +207,14 @@ def _graph_in_order(root: Function) -> list:
     return order
 
 
-def _checked_parents(fn: Function):
-    if fn.inputs is None:
+def _inputs_of(fn: Function) -> tuple:
+    inputs = fn.inputs
+    if inputs is None:
         raise RuntimeError(
             f"backward through {fn.name} a second time: its saved values were freed by the first "
             "backward(). Pass retain_graph=True to the first backward() if you need to call it again."
         )
-    return fn.parents()
+    return inputs
 
 
 # Gradients too large for malloc to reuse (from 32 MiB, glibc's largest mmap threshold) are a
@@ -296,20 +299,25 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
         if entry is None:  # no path from the root carried a gradient here
             continue
         grad, owned = entry
-        retained = fn.retained() if "retained" in fn.__dict__ else None
-        if retained is not None:
-            accumulate_into(retained, grad)
-        _check_versions(fn)
+        if "retained" in fn.__dict__:
+            retained = fn.retained()
+            if retained is not None:
+                accumulate_into(retained, grad)
+        inputs = fn.inputs
+        for t, version in zip(inputs, fn.versions):
+            if t._version[0] != version:
+                _modified_in_place(fn, t)
         input_grads = fn.backward(grad)
-        if not isinstance(input_grads, tuple):
+        if type(input_grads) is not tuple:
             input_grads = (input_grads,)
         taken = []  # arrays that inputs of fn took as their own: a second taker must copy
-        for i, (t, needed, g) in enumerate(zip(fn.inputs, fn.needs_input_grad, input_grads)):
+        for t, needed, g in zip(inputs, fn.needs_input_grad, input_grads):
             if not needed or g is None:
                 continue
             if strict_gradients:
-                _check_gradient(fn, i, t.data, g)
-            g = reduce_to_shape(g, t.data.shape)
+                _check_gradient(fn, t, g)
+            if g.shape != t.data.shape:
+                g = reduce_to_shape(g, t.data.shape)
             # g is the engine's alone when fn made it (not a view) or passed on a gradient that
             # was, and no earlier input of fn took it: then it becomes a .grad without a copy.
             fresh = owned if g is grad else g.base is None
@@ -331,29 +339,33 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
         hook()
 
 
-def _check_gradient(fn: Function, i: int, x, g) -> None:
-    """Strict mode: the gradient fn returned for input `x` must have x's dtype, and x's shape or
-    one that x's broadcasts to (reduce_to_shape sums those down; any other shape it would
+def _check_gradient(fn: Function, t, g) -> None:
+    """Strict mode: the gradient fn returned for its input `t` must have t's dtype, and t's shape
+    or one that t's broadcasts to (reduce_to_shape sums those down; any other shape it would
     reshape, silently when the sizes agree)."""
+    x = t.data
     lead = g.ndim - x.ndim
     broadcast = lead >= 0 and all(n in (1, m) for n, m in zip(x.shape, g.shape[lead:]))
     if g.dtype != x.dtype or not broadcast:
         raise RuntimeError(
-            f"backward of {fn.name} returned for its input {i} a gradient of shape "
-            f"{tuple(g.shape)} and dtype {g.dtype}; the input has shape {tuple(x.shape)} and "
-            f"dtype {x.dtype} (a gradient may also have a shape that the input's broadcasts to)"
+            f"backward of {fn.name} returned for its input {_position(fn, t)} a gradient of "
+            f"shape {tuple(g.shape)} and dtype {g.dtype}; the input has shape {tuple(x.shape)} "
+            f"and dtype {x.dtype} (a gradient may also have a shape that the input's broadcasts to)"
         )
 
 
-def _check_versions(fn: Function) -> None:
-    """Refuse to differentiate with inputs that changed in place since forward saved them."""
-    for i, (t, version) in enumerate(zip(fn.inputs, fn.versions)):
-        if t._version[0] != version:
-            raise RuntimeError(
-                f"backward through {fn.name}: its input {i} (shape {tuple(t.data.shape)}) was "
-                "modified in place after it was used. Make the change out of place "
-                "(x = x + y), or do it after backward()."
-            )
+def _modified_in_place(fn: Function, t) -> None:
+    """Refuse to differentiate with an input that changed in place since forward saved it."""
+    raise RuntimeError(
+        f"backward through {fn.name}: its input {_position(fn, t)} (shape "
+        f"{tuple(t.data.shape)}) was modified in place after it was used. Make the change out "
+        "of place (x = x + y), or do it after backward()."
+    )
+
+
+def _position(fn: Function, t) -> int:
+    """Which of fn's inputs `t` is (for error messages)."""
+    return next(i for i, u in enumerate(fn.inputs) if u is t)
 
 
 def _ones_like(array):
