@@ -148,8 +148,8 @@ def run_torch(args, recorder: Recorder, samples, batch) -> dict:
         order, correct = np.arange(len(labels)), 0
         for start in range(0, len(order), batch):
             idx = order[start:start + batch]
-            # copied into the framework, as train_pixel's minigt.tensor(...) copies them
-            x, y = torch.tensor(images[idx]), torch.tensor(labels[idx])
+            # the indexed copies shared with the framework, as train_pixel's minigt.as_tensor
+            x, y = torch.as_tensor(images[idx]), torch.as_tensor(labels[idx])
             logits = model(x)
             loss = F.mse_loss(logits, F.one_hot(y, 10).to(logits.dtype))
             optimizer.zero_grad()
