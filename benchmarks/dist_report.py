@@ -94,6 +94,10 @@ def report_training(runs: dict, steps: int, warmup: int) -> list:
     if med(all_bytes) != med(ar_bytes):
         rows.append(["bytes in all collectives per step", f"{med(all_bytes) / 1e6:.2f} MB",
                      "—", "—", "—", "—"])
+        others = [sum(c["seconds"] for c in s["calls"] if c["name"] != "all_reduce")
+                  for s in n2_steps]  # the gradient rows gathered instead of summed, say
+        rows.append(["other collectives' time per step, in the step (ms)", fmt_stats(others),
+                     "—", "—", "—", "—"])
     params = n2[0]["params"]
     common.print_table(
         f"Data-parallel training step: -n 2 vs -n 1 and vs raw mpi4py ({len(n1)} launches each, "

@@ -19,8 +19,9 @@ MODEL_ARGV = [*(arg for k, v in common.MODEL.items() for arg in (f"--{k}", str(v
               "--loss", "mse", "--optim", "sgd", "--lr", str(common.LR), "--dtype", "float32",
               "--seed", str(common.SEED)]
 BATCHES = 2            # distinct global batches, cycled (2 x 16 samples, 20 MB of images)
-WRAPPED = ("all_reduce", "start_all_reduce", "all_gather", "reduce_scatter", "broadcast",
-           "exchange_sizes", "barrier")
+WRAPPED = ("all_reduce", "start_all_reduce", "all_gather", "all_gather_in_place", "reduce_scatter",
+           "start_reduce_scatter", "broadcast", "exchange_sizes", "barrier")
+STARTS = {"start_all_reduce": "all_reduce", "start_reduce_scatter": "reduce_scatter"}  # nonblocking
 
 
 class _TimedRequest:
@@ -82,17 +83,17 @@ class CollectiveRecorder:
                 nbytes = array.nbytes if array is not None else 0
             reduces = name in ("all_reduce", "start_all_reduce")
             op = kwargs.get("op", args[1] if reduces and len(args) > 1 else
-                            "sum" if reduces or name == "reduce_scatter" else "")
+                            "sum" if reduces or "reduce_scatter" in name else "")
             record = {
-                # a bucket's nonblocking all-reduce is recorded as one: its start and its Wait()
-                "name": "all_reduce" if reduces else name, "phase": self.phase,
+                # a bucket's nonblocking call is recorded as one: its start and its Wait()
+                "name": STARTS.get(name, name), "phase": self.phase,
                 "bytes": int(nbytes), "op": op,
                 "dtype": str(array.dtype) if array is not None else "",
                 "shape": list(array.shape) if array is not None else [],
                 "group_size": group.size, "seconds": seconds, "wait": wait, "cpu": cpu,
                 "cpu_wait": cpu_wait}
             self.calls.append(record)
-            return _TimedRequest(out, record) if name == "start_all_reduce" else out
+            return _TimedRequest(out, record) if name in STARTS else out
 
         return wrapper
 
