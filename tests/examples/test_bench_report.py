@@ -71,3 +71,20 @@ def test_summary_counts_verdicts_and_judges_the_run_time():
     assert "| bench_a.py | T | r2 | result | MISS |" in text
     assert text.rstrip().endswith("2 PASS, 1 MISS; whole run 301 s (budget 300 s: MISS)")
     assert "budget" not in run_all.summary(results, 301, None)
+
+
+def test_bench_distributed_sees_every_collective_minigt_calls():
+    """Its recorder wraps collectives by name: a collective minigt calls that it does not wrap
+    goes uncounted (the gathered gradient rows once did). all_reduce_number calls all_reduce."""
+    import re
+
+    import dist_worker
+
+    called = set()
+    for folder in ("minigt", "examples"):
+        for path, _, files in os.walk(os.path.join(ROOT, folder)):
+            for name in files:
+                if name.endswith(".py"):
+                    with open(os.path.join(path, name)) as f:
+                        called |= set(re.findall(r"collectives\.(\w+)\(", f.read()))
+    assert called - {"all_reduce_number"} <= set(dist_worker.WRAPPED)
