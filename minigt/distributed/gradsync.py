@@ -318,7 +318,8 @@ def bucket_of(leaf):
 def buckets(entries: list, limit: int | None = None) -> list:
     """[leaf, shares] entries grouped by kind (dtype and module; then, when gathering the rows
     of all the factors among them pays, those entries apart), in order within a kind, each group
-    under `limit` bytes (an entry larger than the limit gets one of its own)."""
+    under `limit` bytes (an entry larger than the limit gets one of its own, which takes a share
+    of the same layer after it: see `_same_layer`)."""
     limit = BUCKET_BYTES if limit is None else limit
     by_dtype: dict = {}
     for entry in entries:
@@ -336,12 +337,21 @@ def buckets(entries: list, limit: int | None = None) -> list:
     for same_kind in kinds:
         size = None  # each kind starts a new group
         for entry in same_kind:
-            if size is None or size + entry[0].data.nbytes > limit:
+            if size is None or size + entry[0].data.nbytes > limit and \
+                    not _same_layer(entry, groups[-1][-1]):
                 groups.append([])
                 size = 0
             groups[-1].append(entry)
             size += entry[0].data.nbytes
     return groups
+
+
+def _same_layer(entry: list, before: list) -> bool:
+    """Whether entry's share comes from the layer that made `before`'s: a Linear's bias after its
+    weight, both rows of the same g. Backward hands them over together, so a bucket apart would
+    gain no overlap and cost a collective (the brief's 41 MB embedding and its bias)."""
+    share, other = entry[1][0], before[1][0]
+    return isinstance(share, Factors) and isinstance(other, Factors) and share.left is other.left
 
 
 def flush() -> None:

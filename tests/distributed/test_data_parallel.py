@@ -117,6 +117,21 @@ def test_buckets_group_consecutive_shares_under_the_limit():
     assert [[e[0].numel() for e in g] for g in groups] == [[4, 4], [10], [1, 1], [2]]
 
 
+def test_a_bias_shares_the_bucket_of_its_weight_past_the_limit():
+    """Backward hands a Linear's weight and bias over together (rows of the same g): a bucket of
+    its own for the bias would gain no overlap and cost a collective."""
+    def linear(seed):
+        g, x = global_array((2, 4), seed), global_array((2, 20), seed + 1)
+        return ([minigt.tensor(np.zeros((4, 20))), [gradsync.Factors(g, x, (2,))]],
+                [minigt.tensor(np.zeros(4)), [gradsync.Factors(g, None, (2,))]])
+
+    w1, b1 = linear(80)
+    w2, _ = linear(82)
+    whole = np.zeros(3)
+    groups = gradsync.buckets([w1, b1, w2, [minigt.tensor(whole), [whole]]], limit=8 * 8)
+    assert [[e[0].shape for e in g] for g in groups] == [[(4, 20), (4,)], [(4, 20)], [(3,)]]
+
+
 def sgd_step(params, x, y, lr=0.1):
     loss = mlp_loss(params, x, y)
     optimizer = minigt.optim.SGD(params, lr=lr, momentum=0.9)
