@@ -304,7 +304,7 @@ def backward(tensor, gradient=None, retain_graph: bool = False) -> None:
             if retained is not None:
                 accumulate_into(retained, grad)
         inputs = fn.inputs
-        for t, version in zip(inputs, fn.versions):
+        for t, version in zip(inputs, fn.versions):  # an input written in place since forward?
             if t._version[0] != version:
                 _modified_in_place(fn, t)
         input_grads = fn.backward(grad)
