@@ -20,7 +20,7 @@ linear_module = importlib.import_module("minigt.nn.functional.linear")  # F.line
 ])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_both_layouts_give_the_bits_of_x_times_w_transposed(rows, inputs, outputs, bias, dtype):
+def test_both_layouts_give_x_times_w_transposed(rows, inputs, outputs, bias, dtype):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((rows // 2, 2, inputs)).astype(dtype)
     w = rng.standard_normal((outputs, inputs)).astype(dtype)

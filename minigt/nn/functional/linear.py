@@ -53,10 +53,10 @@ class LinearFn(Function):
 def _outputs_first(rows: int, inputs: int, outputs: int) -> bool:
     """Whether to compute y = x Wᵀ as (W xᵀ)ᵀ: OpenBLAS (measured on an AVX-512 Xeon, one thread)
     does a few rows through a wide layer up to twice as fast that way round, with the same bits
-    (benchmarks/bench_train.py's batch 2: 8 rows); from about 64 rows the usual way is faster,
-    except through a very long input (the Pixel Transformer's 40,000-pixel embedding). The
-    Haswell kernel (forced by OPENBLAS_CORETYPE on some machines) runs both ways about as fast,
-    and rounds them differently."""
+    from its SkylakeX kernel (benchmarks/bench_train.py's batch 2: 8 rows); from about 64 rows the
+    usual way is faster, except through a very long input (the Pixel Transformer's 40,000-pixel
+    embedding). The Haswell kernel (forced by OPENBLAS_CORETYPE on some machines) runs both ways
+    about as fast, and rounds them differently."""
     return rows < outputs and (rows <= 32 or inputs >= 64 * rows)
 
 
