@@ -88,6 +88,8 @@ def test_call_runs_forward_and_base_forward_is_explained():
     assert block(minigt.randn(5, 4)).shape == (5, 3)
     with pytest.raises(NotImplementedError, match="forward"):
         nn.Module()(1)
+    with pytest.raises(NotImplementedError, match="iterate over it"):
+        nn.ModuleList([nn.Linear(2, 2)])(minigt.randn(1, 2))
 
 
 def test_parameter_basics():
