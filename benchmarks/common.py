@@ -110,23 +110,29 @@ def pin_threads(threads: int, torch=None) -> list:
 
 
 def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, with its widest vector unit (a VM's model name can
-    be as vague as 'Intel Xeon Processor'), and the CPU count."""
-    name, flags = platform.processor() or platform.machine(), set()
+    """The CPU's model name from /proc/cpuinfo, with its family and model numbers and its widest
+    vector unit (a VM's model name can be as vague as 'AMD EPYC', which has named CPUs of twice
+    each other's speed per core here), and the CPU count."""
+    name, numbers, flags = platform.processor() or platform.machine(), {}, set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and not flags:
+                key = key.strip()
+                if key == "model name" and not flags:
                     name = value.strip()
-                elif key.strip() == "flags":
+                elif key in ("cpu family", "model") and key not in numbers:
+                    numbers[key] = value.strip()
+                elif key == "flags":
                     flags = set(value.split())
                     break
     except OSError:
         pass
-    vector = next((label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"),
-                                             ("asimd", "NEON")) if flag in flags), "")
-    return f"{name}{f' ({vector})' if vector else ''}, {os.cpu_count()} CPUs"
+    details = [f"{key} {value}" for key, value in numbers.items()]
+    details += [next((label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"),
+                                                ("asimd", "NEON")) if flag in flags), "")]
+    details = ", ".join(filter(None, details))
+    return f"{name}{f' ({details})' if details else ''}, {os.cpu_count()} CPUs"
 
 
 def blas(pools: list) -> str:

@@ -40,8 +40,15 @@ def test_the_cpu_model_comes_from_proc_cpuinfo():
     if not os.path.exists("/proc/cpuinfo"):
         return
     with open("/proc/cpuinfo") as f:
-        name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    assert common.cpu_model().startswith(name)
+        fields = [[part.strip() for part in line.split(":", 1)] for line in f if ":" in line]
+    first = {}
+    for key, value in fields:
+        first.setdefault(key, value)
+    model = common.cpu_model()
+    assert model.startswith(first.get("model name", ""))
+    for key in ("cpu family", "model"):  # a vague name ("AMD EPYC") covers different CPUs
+        if key in first:
+            assert f"{key} {first[key]}," in model, model
 
 
 def test_verdicts_finds_each_target_in_printed_tables(capsys, monkeypatch):
