@@ -104,13 +104,27 @@ def spawn(args, framework: str, config: str, epochs: int, weights: str, tmp: str
     return out
 
 
+PHASES = ("rest", "backward", "update")  # rest: batch, forward, loss, item() and accuracy
+
+
+def phase_medians(run: dict) -> dict | None:
+    """Median seconds of each step's phases, every step but the first, or None if the worker
+    timed some step's backward or update twice or not at all."""
+    steps = np.diff(run["step_ends"])
+    backward, update = (np.asarray(run["phases"][name][1:]) for name in PHASES[1:])
+    if not len(steps) == len(backward) == len(update):
+        return None
+    return dict(rest=float(np.median(steps - backward - update)),
+                backward=float(np.median(backward)), update=float(np.median(update)))
+
+
 def summarize(run: dict, batch: int) -> dict:
     step = common.stats_of(np.diff(run["step_ends"]).tolist())
     cpu = float(np.median(np.diff(run["cpu_ends"])))
     rss = run["rss_mb"]
     last = min(len(rss), 200)
     return dict(
-        step=step,
+        step=step, phases=phase_medians(run),
         samples_per_s=batch / step.median, cpu_samples_per_s=batch / cpu, cpu_step=cpu,
         peak=run["peak_rss_mb"],
         rss_from=rss[min(GROWTH_FROM, len(rss)) - 1], rss_to=rss[last - 1], to_step=last,
@@ -125,7 +139,7 @@ def merge(summaries: list) -> dict | None:
     best = dict(summaries[0])
     if len(summaries) > 1:
         pick = sorted(summaries, key=lambda s: s["step"].median)[len(summaries) // 2]
-        best.update(step=pick["step"], samples_per_s=pick["samples_per_s"],
+        best.update(step=pick["step"], phases=pick["phases"], samples_per_s=pick["samples_per_s"],
                     cpu_samples_per_s=statistics.median(s["cpu_samples_per_s"] for s in summaries),
                     cpu_step=statistics.median(s["cpu_step"] for s in summaries),
                     reported=statistics.median(s["reported"] for s in summaries))
@@ -136,6 +150,11 @@ def merge(summaries: list) -> dict | None:
 
 def growth(s: dict) -> float:
     return (s["rss_to"] - s["rss_from"]) / s["rss_from"]
+
+
+def phase_cell(summary: dict) -> str:
+    phases = summary["phases"]
+    return " / ".join(f"{phases[p] * 1e3:.1f}" for p in PHASES) if phases else "n/a"
 
 
 def rows_for(config: str, ours: dict | None, theirs: dict | None) -> list:
@@ -158,6 +177,9 @@ def rows_for(config: str, ours: dict | None, theirs: dict | None) -> list:
          *both(lambda s: common.fmt_time(s["step"], 1e3, 1)),
          common.fmt_ratio(ours["step"].median / theirs["step"].median) if ours and theirs else na,
          "—", "—"],
+        [config, "median ms: " + " / ".join(PHASES), *both(phase_cell),
+         " / ".join(common.fmt_ratio(ours["phases"][p] / theirs["phases"][p]) for p in PHASES)
+         if ours and theirs and ours["phases"] and theirs["phases"] else na, "—", "—"],
         [config, "samples/s by CPU time (batch / median CPU s)",
          *both(lambda s: f"{s['cpu_samples_per_s']:.2f}"), common.fmt_ratio(cpu_speed),
          "(info)", na if cpu_speed is None else
@@ -249,7 +271,9 @@ def main(args) -> int:
         note=(f"brief: 20 samples, batch 2, {plan['brief']} epochs; batch16: 64 samples, batch 16, "
               f"{plan['batch16']} epochs. Step times are medians over every step but the first; "
               f"whole-run samples/s is train_pixel's own figure (all steps, incl. the first's "
-              f"one-time costs; PyTorch's loop timed the same way). Growth: RSS after step "
+              f"one-time costs; PyTorch's loop timed the same way). Phases: the backward "
+              f"call, the optimizer's step, and the rest of the step (batch, forward, loss, "
+              f"loss.item() and accuracy). Growth: RSS after step "
               f"{GROWTH_FROM} vs after step N (≤ 200). CPU time (time.process_time, user + "
               f"system, all threads) is much less sensitive to other processes on the machine "
               f"than wall time; its row is for information, the targets are on wall time. "

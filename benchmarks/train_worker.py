@@ -52,11 +52,13 @@ def peak_rss_mb() -> float:
 
 
 class Recorder:
-    """Wall clock, CPU time and RSS after every optimizer step; optionally profiles the
-    PROFILE_STEPS steps after step `profile_step`."""
+    """Wall clock, CPU time and RSS after every optimizer step, and how long each step's backward
+    and update took (`timed`); optionally profiles the PROFILE_STEPS steps after step
+    `profile_step`."""
 
     def __init__(self, profile_step: int = 0):
         self.ends, self.cpu, self.rss = [], [], []
+        self.phases = {"backward": [], "update": []}  # seconds, one per step
         self.profile_step = profile_step
         self.profiler = cProfile.Profile() if profile_step else None
 
@@ -68,6 +70,16 @@ class Recorder:
         self.rss.append(rss_mb())
         if self.profiler and len(self.ends) == self.profile_step:
             self.profiler.enable()
+
+    def timed(self, phase: str, fn):
+        """`fn`, noting how long each call takes under `phase`."""
+        def run(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.phases[phase].append(time.perf_counter() - start)
+        return run
 
 
 def weight_files(directory: str) -> dict:
@@ -102,7 +114,8 @@ def write_weights(directory: str) -> None:
 
 # ---- the two frameworks --------------------------------------------------------------------------
 def run_minigt(args, recorder: Recorder, samples, batch) -> dict:
-    """train_pixel.train() itself, with SGD.step wrapped to note time and RSS."""
+    """train_pixel.train() itself, with SGD.step wrapped to note time and RSS, and it and
+    Tensor.backward timed."""
     import minigt as gt
     import train_pixel
 
@@ -111,18 +124,19 @@ def run_minigt(args, recorder: Recorder, samples, batch) -> dict:
         f"--n={samples}", f"--batch={batch}", f"--epochs={args.epochs}", "--loss=mse",
         "--optim=sgd", f"--lr={LR}", f"--seed={SEED}", "--dtype=float32", "--data=synthetic"]
     options = train_pixel.parse_args(argv)
-    original = gt.optim.SGD.step
+    original_step, original_backward = gt.optim.SGD.step, gt.Tensor.backward
+    update = recorder.timed("update", original_step)
 
     def step(self, *a, **k):
-        out = original(self, *a, **k)
+        out = update(self, *a, **k)
         recorder.after_step()
         return out
 
-    gt.optim.SGD.step = step
+    gt.optim.SGD.step, gt.Tensor.backward = step, recorder.timed("backward", original_backward)
     try:
         result = train_pixel.train(options)
     finally:
-        gt.optim.SGD.step = original
+        gt.optim.SGD.step, gt.Tensor.backward = original_step, original_backward
     return dict(losses=result["step_losses"], reported_samples_per_s=result["samples_per_s"],
                 version=gt.__version__, pools=pools)
 
@@ -153,8 +167,8 @@ def run_torch(args, recorder: Recorder, samples, batch) -> dict:
             logits = model(x)
             loss = F.mse_loss(logits, F.one_hot(y, 10).to(logits.dtype))
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            recorder.timed("backward", loss.backward)()
+            recorder.timed("update", optimizer.step)()
             recorder.after_step()
             losses.append(loss.item())
             correct += int((logits.argmax(-1) == y).sum().item())
@@ -169,7 +183,7 @@ def worker(args, samples: int, batch: int) -> int:
     run = run_minigt if args.worker == "minigt" else run_torch
     out = run(args, recorder, samples, batch)
     out.update(framework=args.worker, config=args.config, step_ends=recorder.ends,
-               cpu_ends=recorder.cpu,
+               cpu_ends=recorder.cpu, phases=recorder.phases,
                rss_mb=recorder.rss, peak_rss_mb=peak_rss_mb(),
                ru_maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if recorder.profiler:
