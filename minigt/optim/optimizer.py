@@ -16,6 +16,7 @@ import numpy as np
 
 from ..autograd import enable_grad, no_grad, recycle
 from ..backends import ARRAY_TYPES, array_module, device_of, to_device
+from ..backends import blas
 from ..nn.parameter import Parameter
 from ..tensor import Tensor
 
@@ -246,7 +247,10 @@ def is_small(array) -> bool:
 
 
 def add_scaled_(target, alpha: float, x) -> None:
-    """target += alpha·x in place, piece by piece (see `each_piece`)."""
+    """target += alpha·x in place: in one pass through BLAS where it can (see backends.blas: it
+    rounds once, not twice), else piece by piece (see `each_piece`)."""
+    if blas.axpy_(alpha, x, target):
+        return
     xp = array_module(target)
 
     def add(part, x_part, scratch):

@@ -3,8 +3,9 @@
 The update is written twice, and both run. `sgd` is the textbook: plain array math that returns
 the new values. Small parameters (`is_small`: biases, norms' weights) take it, as its temporaries
 are cheap there. `sgd_` does the same operations in the same order, but into the parameter and
-its buffer, piece by piece (see `each_piece`), so a large parameter's plain or momentum step makes
-no temporary of its size (weight decay and Nesterov make one each). The two agree bit for bit.
+its buffer (`add_scaled_`: BLAS's axpy, or pieces), so a large parameter's plain or momentum step
+makes no temporary of its size (weight decay and Nesterov make one each). The two agree to within
+a unit in the last place per step: axpy rounds a·x + y once where the textbook rounds twice.
 """
 from __future__ import annotations
 

@@ -43,8 +43,12 @@ def host(array):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("settings", SGD_SETTINGS, ids=str)
-def test_sgd_in_place_equals_the_textbook_bit_for_bit(settings, dtype, device):
-    """The same operations in the same order (see minigt/optim/sgd.py): no rounding apart."""
+def test_sgd_in_place_equals_the_textbook_to_rounding(settings, dtype, device):
+    """The same operations in the same order (see minigt/optim/sgd.py), except that sgd_ adds a
+    scaled array with one rounding (BLAS's axpy, a fused multiply-add; see backends.blas) where
+    the textbook's p − lr·g rounds twice: p (and v, with dampening) may round apart by a unit in
+    the last place. Allowed: 1 ulp of the largest value per step (a wrong term is off by far
+    more); on the GPU, where there is no BLAS path, the bits must agree."""
     start, grads = start_and_grads(dtype, device)
     p, v = start, None
     fast_p, fast_v = start.copy(), None
@@ -53,10 +57,13 @@ def test_sgd_in_place_equals_the_textbook_bit_for_bit(settings, dtype, device):
         new_v = sgd_module.sgd_(fast_p, g, fast_v, **settings)
         fast_v = new_v.copy() if fast_v is None and new_v is not None else new_v
     assert p.dtype == fast_p.dtype == dtype
-    np.testing.assert_array_equal(host(fast_p), host(p))
     assert (v is None) == (fast_v is None) == (settings["momentum"] == 0.0)
-    if v is not None:
-        np.testing.assert_array_equal(host(fast_v), host(v))
+    for ours, reference in ((fast_p, p), (fast_v, v)):
+        if reference is None:
+            continue
+        reference = host(reference)
+        allowed = 0 if device != "cpu" else len(grads) * np.spacing(np.abs(reference).max())
+        np.testing.assert_allclose(host(ours), reference, rtol=0, atol=allowed)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
