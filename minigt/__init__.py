@@ -9,13 +9,9 @@ tensor([2., 4., 6.], dtype=float32, device='cpu')
 import os as _os
 import sys as _sys
 
-# OpenBLAS's idle workers spin for about 0.1 s after each multi-threaded call (2^28 cycles),
-# holding the cores that the optimizer's own threads need right after backward's last matmul
-# (optim.each_piece: an SGD step on the brief's model at batch 16, 2 threads, 10.5 -> 7.4 ms).
-# Sleeping at once costs a wake-up per call, not measurable at these sizes. OpenBLAS reads the
-# variable when NumPy loads it: import minigt before NumPy, or set it yourself (yours wins).
-if "numpy" not in _sys.modules:
-    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+if "numpy" not in _sys.modules:  # BLAS threads: see blas_setup (it does not import NumPy)
+    from . import blas_setup as _blas_setup
+    _blas_setup.configure()
 
 from . import nn, optim
 from . import tensor_methods  # noqa: F401 - attaches ops as Tensor methods

@@ -10,8 +10,9 @@ collective with a nonblocking one).
 """
 from __future__ import annotations
 
-import os
 import time
+
+from .. import blas_setup
 
 # Between tests the core goes to another rank. Shorter is better down to the kernel's timer slack
 # (50 us): `make train` at -n 8 on 2 cores took 10.2 s at 200 us, 8.6-9.2 s at 50 us (sharded
@@ -26,12 +27,7 @@ def configure(ranks_on_this_machine: int) -> None:
     _crowded = ranks_on_this_machine > usable_cores()
 
 
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+usable_cores = blas_setup.cpu_count  # the cores this process may run on
 
 
 def crowded() -> bool:

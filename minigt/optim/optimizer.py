@@ -16,6 +16,7 @@ import numpy as np
 
 from ..autograd import enable_grad, no_grad, recycle
 from ..backends import ARRAY_TYPES, array_module, device_of, to_device
+from .. import blas_setup
 from ..backends import blas
 from ..nn.parameter import Parameter
 from ..tensor import Tensor
@@ -225,7 +226,7 @@ def update_threads() -> int:
     value = os.environ.get("OMP_NUM_THREADS", "").strip()
     if value.isdigit() and int(value) > 0:
         return int(value)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return blas_setup.cpu_count()
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import minigt as gt
-from minigt import backends
+from minigt import backends, blas_setup
 
 needs_gpu = pytest.mark.skipif(not gt.cuda_available(), reason="needs CuPy and an NVIDIA GPU")
 without_gpu = pytest.mark.skipif(gt.cuda_available(), reason="checks behaviour when no GPU is usable")
@@ -233,10 +233,10 @@ def test_scatter_add_on_the_gpu():
 
 
 @pytest.mark.parametrize("program, expected", [
-    ("import minigt", "4"),                                  # imported first: OpenBLAS sleeps at once
+    ("import minigt", blas_setup.SPIN_LOG2_CYCLES),          # imported first: a short spin
     ("import numpy, minigt", None),                          # too late to matter: left alone
 ])
-def test_minigt_imported_before_numpy_shortens_openblas_spinning(program, expected):
+def test_minigt_imported_before_numpy_sets_openblas_spinning(program, expected):
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     code = f"{program}; import os; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
@@ -249,3 +249,38 @@ def test_an_openblas_thread_timeout_of_ones_own_wins():
     code = "import minigt, os; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert done.stdout.strip() == "12", done.stderr
+
+
+@pytest.mark.parametrize("launcher", ["MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE"])
+@pytest.mark.parametrize("cpus, ranks, share", [(8, 2, "4"), (8, 3, "2"), (2, 8, "1"), (2, 2, "1")])
+def test_ranks_on_one_machine_share_its_cpus_among_their_blas_threads(launcher, cpus, ranks, share,
+                                                                       monkeypatch):
+    monkeypatch.setattr(blas_setup, "cpu_count", lambda: cpus)
+    environ = {launcher: str(ranks)}
+    blas_setup.configure(environ)
+    assert environ["OMP_NUM_THREADS"] == environ["OPENBLAS_NUM_THREADS"] == share
+
+
+@pytest.mark.parametrize("environ", [
+    {},                                                     # no launcher
+    {"MPI_LOCALNRANKS": "1"},                               # one rank here
+    {"MPI_LOCALNRANKS": "4", "OMP_NUM_THREADS": "3"},       # the user chose
+    {"OMPI_COMM_WORLD_LOCAL_SIZE": "4", "MKL_NUM_THREADS": "2"},
+])
+def test_blas_threads_are_left_alone_without_several_ranks_or_with_ones_own_count(environ):
+    before = dict(environ)
+    blas_setup.configure(environ)
+    assert environ.pop("OPENBLAS_THREAD_TIMEOUT") == blas_setup.SPIN_LOG2_CYCLES
+    assert environ == before
+
+
+def test_a_rank_among_more_ranks_than_cpus_runs_one_blas_thread():
+    """The real effect, in a fresh process: OpenBLAS itself reports one thread."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["MPI_LOCALNRANKS"] = str(2 * blas_setup.cpu_count())
+    code = ("import minigt; from threadpoolctl import threadpool_info; "
+            "print(sorted({p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1]"

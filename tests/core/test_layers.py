@@ -13,7 +13,9 @@ ALLOWED_CYCLES = [{"minigt.tensor", "minigt.autograd"}]  # the engine's two halv
 # Bottom to top; a module may import its own layer and those below it. The package itself (its
 # __init__, the public facade) and `python -m minigt` stand above them all.
 LAYERS = [
-    ("backends", ("minigt.backends",)),
+    # blas_setup belongs with the backends, outside their package only because it must run
+    # before NumPy is imported, which minigt.backends does
+    ("backends", ("minigt.backends", "minigt.blas_setup")),
     ("engine", ("minigt.tensor", "minigt.autograd")),
     ("ops", ("minigt.ops", "minigt.creation", "minigt.tensor_methods")),
     ("nn, optim, serialization, viz", ("minigt.nn", "minigt.optim", "minigt.serialization", "minigt.viz")),
