@@ -157,6 +157,8 @@ def run_torch(args, recorder: Recorder, samples, batch) -> dict:
             read_into(files[name], tensor.numpy())
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     images, labels = synthetic(samples, MODEL["seq"], MODEL["img"], SEED)
+    backward = recorder.timed("backward", torch.Tensor.backward)
+    update = recorder.timed("update", optimizer.step)
     losses, started, trained = [], time.perf_counter(), 0
     for _ in range(args.epochs):
         order, correct = np.arange(len(labels)), 0
@@ -167,8 +169,8 @@ def run_torch(args, recorder: Recorder, samples, batch) -> dict:
             logits = model(x)
             loss = F.mse_loss(logits, F.one_hot(y, 10).to(logits.dtype))
             optimizer.zero_grad()
-            recorder.timed("backward", loss.backward)()
-            recorder.timed("update", optimizer.step)()
+            backward(loss)
+            update()
             recorder.after_step()
             losses.append(loss.item())
             correct += int((logits.argmax(-1) == y).sum().item())
